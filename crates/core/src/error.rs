@@ -1,0 +1,270 @@
+//! What can go wrong with a task, in words a user can act on.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a task produced no value.
+///
+/// Every submitted task resolves exactly once: with its value, or with one of these. The variants
+/// say what happened and what to do about it; the predicates (`is_panic()`, `is_cancelled()`, ...)
+/// let code branch on the kind without matching every field.
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::TaskError;
+///
+/// let err = TaskError::Panicked { message: "boom".into(), location: None };
+/// assert!(err.is_panic());
+/// assert_eq!(err.panic_message(), Some("boom"));
+/// assert_eq!(err.to_string(), "task panicked: boom");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task panicked. The worker that ran it survived and keeps serving.
+    #[error("task panicked{}: {message}", location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default())]
+    Panicked {
+        /// The panic message, or a placeholder when the payload was not a string.
+        message: String,
+        /// `file:line:column` of the panic, when the panic hook could record it.
+        location: Option<String>,
+    },
+    /// The worker process running the task died (abort, segfault, signal, `exit`). Only the tasks
+    /// that worker held are affected; the worker is replaced.
+    #[error("worker process died while running the task ({0})")]
+    WorkerLost(WorkerExit),
+    /// The task was cancelled through its handle before it produced a value.
+    #[error("task was cancelled")]
+    Cancelled,
+    /// The task ran longer than the executor's per-task time limit.
+    #[error("task timed out after {0:?}")]
+    TimedOut(Duration),
+    /// The executor was shut down before the task could run (or, for an immediate shutdown, while
+    /// it was waiting).
+    #[error("executor was shut down before the task finished")]
+    ShutDown,
+    /// The task's input or output could not be encoded or decoded.
+    #[error("could not {stage}: {message}")]
+    Codec {
+        /// Which of the four conversions failed.
+        stage: CodecStage,
+        /// The codec's explanation.
+        message: String,
+    },
+    /// Talking to a worker failed for a reason other than its death (a broken channel, a refused
+    /// frame, a worker that could not be started).
+    #[error("transport failure: {0}")]
+    Transport(String),
+}
+
+impl TaskError {
+    /// `true` if the task panicked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::TaskError;
+    /// assert!(!TaskError::Cancelled.is_panic());
+    /// ```
+    pub fn is_panic(&self) -> bool {
+        matches!(self, TaskError::Panicked { .. })
+    }
+
+    /// `true` if the task was cancelled through its handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::TaskError;
+    /// assert!(TaskError::Cancelled.is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled)
+    }
+
+    /// `true` if the task exceeded the executor's per-task time limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use polyexec_core::TaskError;
+    /// assert!(TaskError::TimedOut(Duration::from_secs(1)).is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, TaskError::TimedOut(_))
+    }
+
+    /// `true` if the worker process running the task died.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::{TaskError, WorkerExit};
+    /// assert!(TaskError::WorkerLost(WorkerExit::Signal(9)).is_worker_lost());
+    /// ```
+    pub fn is_worker_lost(&self) -> bool {
+        matches!(self, TaskError::WorkerLost(_))
+    }
+
+    /// `true` if the executor shut down before the task finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::TaskError;
+    /// assert!(TaskError::ShutDown.is_shutdown());
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self, TaskError::ShutDown)
+    }
+
+    /// `true` if the input or output could not be encoded or decoded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::{CodecStage, TaskError};
+    /// let err = TaskError::Codec { stage: CodecStage::EncodeInput, message: "no".into() };
+    /// assert!(err.is_codec());
+    /// ```
+    pub fn is_codec(&self) -> bool {
+        matches!(self, TaskError::Codec { .. })
+    }
+
+    /// `true` for a transport failure between the executor and a worker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::TaskError;
+    /// assert!(TaskError::Transport("broken pipe".into()).is_transport());
+    /// ```
+    pub fn is_transport(&self) -> bool {
+        matches!(self, TaskError::Transport(_))
+    }
+
+    /// The panic message, if the task panicked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::TaskError;
+    /// let err = TaskError::Panicked { message: "index out of bounds".into(), location: None };
+    /// assert_eq!(err.panic_message(), Some("index out of bounds"));
+    /// assert_eq!(TaskError::Cancelled.panic_message(), None);
+    /// ```
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            TaskError::Panicked { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// How a worker process ended.
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::WorkerExit;
+/// assert_eq!(WorkerExit::Signal(9).to_string(), "killed by signal 9 (SIGKILL)");
+/// assert_eq!(WorkerExit::Code(3).to_string(), "exited with code 3");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum WorkerExit {
+    /// The process exited with this status code.
+    Code(i32),
+    /// The process was killed by this signal.
+    Signal(i32),
+    /// The process is gone but its status could not be read.
+    Unknown,
+}
+
+impl fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            WorkerExit::Code(code) => write!(f, "exited with code {code}"),
+            WorkerExit::Signal(sig) => match signal_name(sig) {
+                Some(name) => write!(f, "killed by signal {sig} ({name})"),
+                None => write!(f, "killed by signal {sig}"),
+            },
+            WorkerExit::Unknown => f.write_str("exit status unknown"),
+        }
+    }
+}
+
+/// Names of the signals a crashed task usually dies of (Linux numbering).
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        _ => return None,
+    })
+}
+
+/// Which conversion of a task's data failed.
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::CodecStage;
+/// assert_eq!(CodecStage::DecodeOutput.to_string(), "decode the task output");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CodecStage {
+    /// Encoding the input, in the submitting process.
+    EncodeInput,
+    /// Decoding the input, in the worker.
+    DecodeInput,
+    /// Encoding the output, in the worker.
+    EncodeOutput,
+    /// Decoding the output, in the submitting process.
+    DecodeOutput,
+}
+
+impl fmt::Display for CodecStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CodecStage::EncodeInput => "encode the task input",
+            CodecStage::DecodeInput => "decode the task input",
+            CodecStage::EncodeOutput => "encode the task output",
+            CodecStage::DecodeOutput => "decode the task output",
+        })
+    }
+}
+
+/// A builder was given a configuration it cannot run.
+///
+/// Returned by every backend's `build()`; the message names the setting and the reason.
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::BuildError;
+/// let err = BuildError::InvalidConfig("workers must be at least 1".into());
+/// assert_eq!(err.to_string(), "invalid executor configuration: workers must be at least 1");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A setting is out of range or contradicts another.
+    #[error("invalid executor configuration: {0}")]
+    InvalidConfig(String),
+    /// The operating system refused a resource the executor needs (a thread, a process, a pipe).
+    #[error("could not start the executor: {0}")]
+    Start(String),
+}

@@ -1,0 +1,178 @@
+//! The [`Executor`] trait: one interface over coroutines, threads and processes.
+
+use std::future::Future;
+use std::num::NonZeroUsize;
+
+use crate::map::Map;
+use crate::{AsyncTask, BlockingTask, Portable, TaskHandle};
+
+/// Runs portable tasks; implemented by every backend.
+///
+/// Code written against `E: Executor` runs unchanged on the coroutine event loop, the thread pool
+/// and the subprocess pool. A *portable task* is a closure or `fn` item that captures nothing
+/// (data travels in its input) and whose input and output are [`Portable`]; the same closure
+/// literal can be given to any backend. A capturing closure is refused at compile time.
+///
+/// Methods never block on the task: `spawn` returns a [`TaskHandle`] at once, and errors
+/// (including submission after shutdown) arrive through the handle.
+///
+/// # Examples
+///
+/// A function generic over the backend:
+///
+/// ```
+/// use polyexec_core::{Executor, TaskError};
+///
+/// fn sum_of_squares<E: Executor>(exec: &E, n: u64) -> Result<u64, TaskError> {
+///     exec.map(1..=n, |x: u64| x * x).sum()
+/// }
+/// # let _ = sum_of_squares::<polyexec_core::Inline>;
+/// ```
+///
+/// A capturing closure does not compile:
+///
+/// ```compile_fail,E0080
+/// # use polyexec_core::Executor;
+/// fn bad<E: Executor>(exec: &E) {
+///     let offset = 10u64;
+///     let _ = exec.spawn(1u64, move |x: u64| x + offset).join();
+/// }
+/// # bad(&polyexec_core::Inline);
+/// ```
+pub trait Executor: Send + Sync {
+    /// Submits a blocking task `task(input)`.
+    ///
+    /// Where it runs depends on the backend: on an event-loop thread (stalling it while it runs,
+    /// as in asyncio), on a pool thread, or in a worker process.
+    fn spawn<F, In, Out>(&self, input: In, task: F) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable;
+
+    /// Submits an async task: `task(input)` makes a future, which the backend drives.
+    fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable;
+
+    /// Submits one blocking task per input, eagerly; handles in input order.
+    ///
+    /// For a lazy, bounded version that batches, use [`map`](Self::map).
+    fn spawn_all<F, I, Out>(&self, inputs: I, task: F) -> Vec<TaskHandle<Out>>
+    where
+        F: BlockingTask<I::Item, Out>,
+        I: IntoIterator,
+        I::Item: Portable,
+        Out: Portable,
+    {
+        inputs
+            .into_iter()
+            .map(|input| self.spawn(input, task))
+            .collect()
+    }
+
+    /// Applies `task` to every input; results come back in input order.
+    ///
+    /// Lazy: inputs are taken from the iterator only as results are consumed, with a bounded
+    /// number in flight, so an endless iterator is fine. Inputs are sent in chunks of
+    /// [`preferred_chunk_size`](Self::preferred_chunk_size); tune both with
+    /// [`map_with`](Self::map_with). A panic in one element fails that element alone.
+    fn map<F, I, Out>(&self, inputs: I, task: F) -> Map<'_, Self, F, I::IntoIter, Out>
+    where
+        F: BlockingTask<I::Item, Out>,
+        I: IntoIterator,
+        I::Item: Portable,
+        Out: Portable,
+        Self: Sized,
+    {
+        self.map_with(inputs, task, MapOptions::default())
+    }
+
+    /// [`map`](Self::map) with explicit chunk size and in-flight bound.
+    fn map_with<F, I, Out>(
+        &self,
+        inputs: I,
+        task: F,
+        options: MapOptions,
+    ) -> Map<'_, Self, F, I::IntoIter, Out>
+    where
+        F: BlockingTask<I::Item, Out>,
+        I: IntoIterator,
+        I::Item: Portable,
+        Out: Portable,
+        Self: Sized,
+    {
+        Map::new(self, inputs.into_iter(), task, options)
+    }
+
+    /// How many tasks can run at the same time (threads, loop threads or worker processes).
+    fn workers(&self) -> usize;
+
+    /// The backend's name, as accepted by the facade's runtime choice: `"coroutine"`,
+    /// `"thread"` or `"subprocess"`.
+    fn backend_name(&self) -> &'static str;
+
+    /// The chunk size [`map`](Self::map) uses when none is given: 1 where each task is cheap to
+    /// hand over, larger where a hand-over costs a message to another process.
+    fn preferred_chunk_size(&self) -> usize {
+        1
+    }
+
+    /// Graceful shutdown: refuses new tasks, finishes every task already submitted, then stops
+    /// the workers. Returns when the workers are gone. Idempotent.
+    fn shutdown(&self);
+
+    /// Immediate shutdown: refuses new tasks, resolves every task that has not started with
+    /// [`TaskError::ShutDown`](crate::TaskError::ShutDown), stops what can be stopped, and
+    /// returns when the workers are gone. Every handle resolves. Idempotent.
+    fn shutdown_now(&self);
+}
+
+/// Tuning for [`Executor::map_with`].
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::MapOptions;
+/// let options = MapOptions::new().chunk_size(256).max_in_flight(10_000);
+/// assert_eq!(options.get_chunk_size(), Some(256));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapOptions {
+    chunk_size: Option<NonZeroUsize>,
+    max_in_flight: Option<NonZeroUsize>,
+}
+
+impl MapOptions {
+    /// Defaults: the backend's preferred chunk size, and eight chunks per worker in flight.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inputs per message to a worker. Larger chunks amortize the hand-over; smaller ones balance
+    /// load better. Zero is treated as one.
+    pub fn chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = Some(NonZeroUsize::new(chunk_size).unwrap_or(NonZeroUsize::MIN));
+        self
+    }
+
+    /// The most inputs submitted but not yet yielded. At least one chunk is always in flight.
+    /// Zero is treated as one.
+    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = Some(NonZeroUsize::new(max_in_flight).unwrap_or(NonZeroUsize::MIN));
+        self
+    }
+
+    /// The chunk size set with [`chunk_size`](Self::chunk_size), if any.
+    pub fn get_chunk_size(&self) -> Option<usize> {
+        self.chunk_size.map(NonZeroUsize::get)
+    }
+
+    /// The bound set with [`max_in_flight`](Self::max_in_flight), if any.
+    pub fn get_max_in_flight(&self) -> Option<usize> {
+        self.max_in_flight.map(NonZeroUsize::get)
+    }
+}

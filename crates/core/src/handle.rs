@@ -1,0 +1,382 @@
+//! [`TaskHandle`]: the one handle type every backend returns.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_task::FallibleTask;
+use futures::task::AtomicWaker;
+
+use crate::TaskError;
+use crate::block;
+
+/// An owned permission to wait for a task's result.
+///
+/// Every backend's `spawn` returns one at once, before the task has run. A `TaskHandle<T>` is a
+/// [`Future`] whose output is `Result<T, TaskError>`, so it can be `.await`ed from any async
+/// runtime; from synchronous code, [`join`](Self::join) blocks and
+/// [`join_timeout`](Self::join_timeout) blocks for at most a given time.
+///
+/// The task resolves exactly once: its value, or a [`TaskError`] saying why there is none.
+///
+/// # Dropping and detaching
+///
+/// Dropping a handle *detaches* the task: it still runs to completion (unless the executor shuts
+/// down first), but its result is discarded. [`detach`](Self::detach) says so explicitly. This is
+/// unlike dropping a future in async Rust, which usually cancels it; to stop a task, call
+/// [`cancel`](Self::cancel).
+///
+/// # Cancellation
+///
+/// [`cancel`](Self::cancel) resolves the handle with [`TaskError::Cancelled`] at once if the task
+/// has not finished. What happens to the task itself depends on the backend: a task that has not
+/// started never runs; a running coroutine is dropped at its next `.await`; a running thread-pool
+/// task cannot be interrupted, runs on, and has its result discarded; a running subprocess task has
+/// its worker process killed (and replaced).
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::TaskHandle;
+///
+/// let handle: TaskHandle<u32> = TaskHandle::ready(Ok(7));
+/// assert!(handle.is_finished());
+/// assert_eq!(handle.join(), Ok(7));
+/// ```
+#[must_use = "dropping a TaskHandle detaches the task and discards its result; call `.detach()` to say so"]
+pub struct TaskHandle<T> {
+    inner: Inner<T>,
+}
+
+enum Inner<T> {
+    /// An in-process task on `async-task`: one allocation holds the future and then the output.
+    /// `None` from the task means the executor dropped it unrun, which only an immediate
+    /// shutdown does (a user's cancel never polls the task again).
+    Local(FallibleTask<Result<T, TaskError>>),
+    /// A task whose result another thread delivers through a [`Resolver`].
+    Remote(Remote<T>),
+    /// Resolved without waiting (or cancelled); `None` once the result has been taken.
+    Done(Option<Result<T, TaskError>>),
+}
+
+struct Remote<T> {
+    shared: Arc<Shared<T>>,
+    canceller: Option<(Arc<dyn Cancel>, u64)>,
+}
+
+/// State shared by a [`Resolver`] and its handle.
+///
+/// Invariant: `value` is written at most once, by the resolver, before `done` is set with
+/// `Release`; the handle reads `value` only after observing `done` with `Acquire`. The mutex is
+/// therefore never contended; it is there so the hand-off needs no `unsafe`.
+struct Shared<T> {
+    done: AtomicBool,
+    value: Mutex<Option<Result<T, TaskError>>>,
+    waker: AtomicWaker,
+}
+
+impl<T> Shared<T> {
+    fn take(&self) -> Option<Result<T, TaskError>> {
+        if self.done.load(Ordering::Acquire) {
+            self.value
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        } else {
+            None
+        }
+    }
+}
+
+/// Cancels a task held by a backend that resolves handles through [`Resolver`]s.
+///
+/// Implemented by such backends; called at most once per task, from [`TaskHandle::cancel`], with
+/// the id given to [`TaskHandle::remote`]. The handle resolves with [`TaskError::Cancelled`]
+/// whatever the backend does, so the backend only has to stop the work and may then drop or
+/// resolve the task's [`Resolver`] as it likes.
+pub trait Cancel: Send + Sync {
+    /// Stops the task with this id, if it is still queued or running.
+    fn cancel(&self, id: u64);
+}
+
+/// The sending side of a [`TaskHandle`] made by [`TaskHandle::remote`].
+///
+/// Resolving consumes it. A resolver dropped without resolving resolves its handle with
+/// [`TaskError::ShutDown`]: a backend that loses track of a task (because it is being torn down)
+/// can never leave a handle waiting forever.
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::{TaskError, TaskHandle};
+///
+/// let (resolver, handle) = TaskHandle::<u8>::remote(None);
+/// std::thread::spawn(move || resolver.resolve(Ok(5)));
+/// assert_eq!(handle.join(), Ok(5));
+///
+/// let (resolver, handle) = TaskHandle::<u8>::remote(None);
+/// drop(resolver);
+/// assert_eq!(handle.join(), Err(TaskError::ShutDown));
+/// ```
+pub struct Resolver<T> {
+    shared: Option<Arc<Shared<T>>>,
+}
+
+impl<T> Resolver<T> {
+    /// Delivers the task's result to its handle.
+    pub fn resolve(mut self, result: Result<T, TaskError>) {
+        if let Some(shared) = self.shared.take() {
+            Self::complete(&shared, result);
+        }
+    }
+
+    /// `true` if the handle is gone (dropped, detached or cancelled): the result would be
+    /// discarded, so a backend may skip work that only produces it.
+    pub fn is_abandoned(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_none_or(|shared| Arc::strong_count(shared) == 1)
+    }
+
+    fn complete(shared: &Shared<T>, result: Result<T, TaskError>) {
+        *shared.value.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+        shared.done.store(true, Ordering::Release);
+        shared.waker.wake();
+    }
+}
+
+impl<T> Drop for Resolver<T> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            Self::complete(&shared, Err(TaskError::ShutDown));
+        }
+    }
+}
+
+impl<T> fmt::Debug for Resolver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver")
+            .field("abandoned", &self.is_abandoned())
+            .finish()
+    }
+}
+
+impl<T> TaskHandle<T> {
+    /// A handle for a task that runs on an `async-task` based executor.
+    ///
+    /// For backend implementors. The task's future must resolve to `Result<T, TaskError>` and
+    /// must not panic (wrap it with [`catch_async`](crate::catch_async) or
+    /// [`catch_task`](crate::catch_task)). If the executor drops the task without running it to
+    /// completion, the handle resolves with [`TaskError::ShutDown`].
+    pub fn from_task(task: async_task::Task<Result<T, TaskError>>) -> Self {
+        TaskHandle {
+            inner: Inner::Local(task.fallible()),
+        }
+    }
+
+    /// A handle that is already resolved: for tasks refused at submission (for example after
+    /// shutdown, or when the input cannot be encoded).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::{TaskError, TaskHandle};
+    /// let h = TaskHandle::<()>::ready(Err(TaskError::ShutDown));
+    /// assert!(h.join().unwrap_err().is_shutdown());
+    /// ```
+    pub fn ready(result: Result<T, TaskError>) -> Self {
+        TaskHandle {
+            inner: Inner::Done(Some(result)),
+        }
+    }
+
+    /// A handle resolved from another thread through the returned [`Resolver`].
+    ///
+    /// For backend implementors whose results arrive out of band (for example from another
+    /// process). `canceller` is told the task's id when the user cancels the handle.
+    pub fn remote(canceller: Option<(Arc<dyn Cancel>, u64)>) -> (Resolver<T>, Self) {
+        let shared = Arc::new(Shared {
+            done: AtomicBool::new(false),
+            value: Mutex::new(None),
+            waker: AtomicWaker::new(),
+        });
+        let resolver = Resolver {
+            shared: Some(Arc::clone(&shared)),
+        };
+        let handle = TaskHandle {
+            inner: Inner::Remote(Remote { shared, canceller }),
+        };
+        (resolver, handle)
+    }
+
+    /// Blocks the current thread until the task resolves.
+    ///
+    /// Do not call this from inside a task running on a single-threaded event loop for a task of
+    /// that same loop: the loop cannot run the awaited task while it is blocked. `.await` the
+    /// handle there instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = polyexec_core::TaskHandle::ready(Ok::<_, polyexec_core::TaskError>("done"));
+    /// assert_eq!(h.join(), Ok("done"));
+    /// ```
+    pub fn join(self) -> Result<T, TaskError> {
+        block::block_on(self)
+    }
+
+    /// Blocks for at most `timeout`; `None` if the task has not resolved by then.
+    ///
+    /// The handle stays valid after a timeout, so waiting can be retried (with another
+    /// `join_timeout`, with [`join`](Self::join) or with `.await`). The task is unaffected.
+    ///
+    /// # Panics
+    ///
+    /// If the handle already delivered its result (a previous call returned `Some`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut h = polyexec_core::TaskHandle::ready(Ok::<_, polyexec_core::TaskError>(1));
+    /// assert_eq!(h.join_timeout(Duration::from_millis(1)), Some(Ok(1)));
+    /// ```
+    pub fn join_timeout(&mut self, timeout: Duration) -> Option<Result<T, TaskError>> {
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(far_future);
+        block::block_on_until(self, deadline)
+    }
+
+    /// `true` if the task has resolved and [`join`](Self::join) would not block.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = polyexec_core::TaskHandle::<u8>::ready(Ok(1));
+    /// assert!(h.is_finished());
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        match &self.inner {
+            Inner::Local(task) => task.is_finished(),
+            Inner::Remote(remote) => remote.shared.done.load(Ordering::Acquire),
+            Inner::Done(_) => true,
+        }
+    }
+
+    /// Cancels the task; returns `true` if the handle now resolves with
+    /// [`TaskError::Cancelled`], `false` if the task had already finished (its result is kept).
+    ///
+    /// See the type's documentation for what each backend does to a running task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut h = polyexec_core::TaskHandle::<u8>::ready(Ok(1));
+    /// assert!(!h.cancel()); // already finished: the value stays
+    /// assert_eq!(h.join(), Ok(1));
+    /// ```
+    pub fn cancel(&mut self) -> bool {
+        match &mut self.inner {
+            Inner::Local(task) => {
+                if task.is_finished() {
+                    return false;
+                }
+                // Dropping an `async-task` handle cancels the task: a scheduled one is never
+                // polled again, a running one is dropped when its current poll returns.
+                self.inner = Inner::Done(Some(Err(TaskError::Cancelled)));
+                true
+            }
+            Inner::Remote(remote) => {
+                if remote.shared.done.load(Ordering::Acquire) {
+                    return false;
+                }
+                if let Some((canceller, id)) = remote.canceller.take() {
+                    canceller.cancel(id);
+                }
+                self.inner = Inner::Done(Some(Err(TaskError::Cancelled)));
+                true
+            }
+            Inner::Done(_) => false,
+        }
+    }
+
+    /// Lets the task run on without anyone waiting for it; the same as dropping the handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// polyexec_core::TaskHandle::<u8>::ready(Ok(1)).detach();
+    /// ```
+    pub fn detach(self) {}
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(60 * 60 * 24 * 365 * 30)
+}
+
+impl<T> Future for TaskHandle<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        match &mut this.inner {
+            Inner::Local(task) => match Pin::new(task).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(result) => {
+                    this.inner = Inner::Done(None);
+                    Poll::Ready(result.unwrap_or(Err(TaskError::ShutDown)))
+                }
+            },
+            Inner::Remote(remote) => {
+                if let Some(result) = remote.shared.take() {
+                    this.inner = Inner::Done(None);
+                    return Poll::Ready(result);
+                }
+                remote.shared.waker.register(cx.waker());
+                // Checked again after registering: a resolver that finished in between has
+                // already called `wake` on the old (or no) waker.
+                match remote.shared.take() {
+                    Some(result) => {
+                        this.inner = Inner::Done(None);
+                        Poll::Ready(result)
+                    }
+                    None => Poll::Pending,
+                }
+            }
+            Inner::Done(result) => Poll::Ready(
+                result
+                    .take()
+                    .expect("TaskHandle polled after it returned its result"),
+            ),
+        }
+    }
+}
+
+// The handle never pins its contents: `Local` and `Remote` are `Unpin`, and a result in `Done` is
+// only moved out, never pinned.
+impl<T> Unpin for TaskHandle<T> {}
+
+impl<T> Drop for TaskHandle<T> {
+    fn drop(&mut self) {
+        // Dropping an `async-task` handle would cancel the task; ours detaches instead.
+        if let Inner::Local(task) = std::mem::replace(&mut self.inner, Inner::Done(None)) {
+            task.detach();
+        }
+    }
+}
+
+impl<T> fmt::Debug for TaskHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.inner {
+            Inner::Done(None) => "taken",
+            _ if self.is_finished() => "finished",
+            _ => "pending",
+        };
+        f.debug_struct("TaskHandle").field("state", &state).finish()
+    }
+}

@@ -1,0 +1,510 @@
+//! [`ThreadPool`] and its builder.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::thread::{self, JoinHandle};
+
+use async_task::Runnable;
+use crossbeam_channel::{Receiver, Sender};
+use polyexec_core::{
+    AsyncTask, BlockingTask, BuildError, Executor, Portable, TaskError, TaskHandle,
+    assert_portable, catch_async, catch_task,
+};
+use slab::Slab;
+
+use crate::gate::Gate;
+use crate::worker;
+
+/// A message to the workers.
+pub(crate) enum Msg {
+    Run(Runnable),
+    /// Exit after the messages queued before this one. One is sent per worker at shutdown.
+    Stop,
+}
+
+/// State shared by the pool handle, its workers and the schedule functions of async tasks.
+pub(crate) struct Shared {
+    pub(crate) tx: Sender<Msg>,
+    pub(crate) rx: Receiver<Msg>,
+    gate: Gate,
+    /// Set by an immediate shutdown: queued and woken tasks are dropped instead of run (their
+    /// handles resolve with `ShutDown`).
+    pub(crate) aborting: AtomicBool,
+    /// Async tasks that have not finished, with a waker for each. Blocking tasks are not here:
+    /// they are always either in the queue or on a worker, and both are drained at shutdown. An
+    /// async task can be neither (waiting for a timer), so shutdown needs this list to find it.
+    live_async: Mutex<Slab<Waker>>,
+    async_done: Condvar,
+    stop_sent: AtomicBool,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    size: usize,
+}
+
+impl Shared {
+    fn lock_live(&self) -> MutexGuard<'_, Slab<Waker>> {
+        self.live_async
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The schedule function of async tasks: queue the task, or drop it (resolving its handle
+    /// with `ShutDown`) once an immediate shutdown has begun.
+    fn schedule(&self, runnable: Runnable) {
+        if self.aborting.load(Ordering::Acquire) {
+            drop(runnable);
+        } else if let Err(err) = self.tx.send(Msg::Run(runnable)) {
+            // Unreachable while `self` holds the receiver; dropping cancels the task anyway.
+            drop(err);
+        }
+    }
+
+    fn unregister(&self, key: usize) {
+        let mut live = self.lock_live();
+        live.remove(key);
+        if live.is_empty() && self.gate.is_closed() {
+            self.async_done.notify_all();
+        }
+    }
+
+    /// `true` on the threads of this pool.
+    fn is_own_worker(self: &Arc<Self>) -> bool {
+        worker::current_pool() == Arc::as_ptr(self) as usize
+    }
+
+    fn shutdown(self: &Arc<Self>, now: bool) {
+        if self.is_own_worker() {
+            // Waiting here for the workers would wait for this very thread. Close the gate so
+            // the pool takes no more work, and let another thread finish the shutdown.
+            self.gate.close();
+            if now {
+                self.abort_pending();
+            }
+            let shared = Arc::clone(self);
+            let spawned = thread::Builder::new()
+                .name("polyexec-thread-shutdown".into())
+                .spawn(move || shared.finish_shutdown());
+            if spawned.is_err() {
+                // No thread to finish with: workers still stop once the stop messages arrive.
+                self.send_stops();
+            }
+            return;
+        }
+        self.gate.close();
+        if now {
+            self.abort_pending();
+        }
+        self.finish_shutdown();
+    }
+
+    /// The immediate part of `shutdown_now`: drop every queued task and wake every waiting async
+    /// task so that its schedule function drops it too.
+    fn abort_pending(&self) {
+        self.aborting.store(true, Ordering::Release);
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Run(runnable) => drop(runnable),
+                // A stop from an earlier shutdown: put it back for a worker.
+                Msg::Stop => {
+                    let _ = self.tx.send(Msg::Stop);
+                    break;
+                }
+            }
+        }
+        let wakers: Vec<Waker> = self.lock_live().iter().map(|(_, w)| w.clone()).collect();
+        // Woken outside the lock: waking drops the task, which unregisters it (and locks).
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    fn finish_shutdown(&self) {
+        {
+            let mut live = self.lock_live();
+            while !live.is_empty() {
+                live = self
+                    .async_done
+                    .wait(live)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        self.send_stops();
+        // Held while joining, so a concurrent shutdown returns only once the workers are gone.
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        for handle in workers.drain(..) {
+            // A worker never panics (tasks are caught); if one did, it is gone all the same.
+            let _ = handle.join();
+        }
+    }
+
+    fn send_stops(&self) {
+        if !self.stop_sent.swap(true, Ordering::AcqRel) {
+            for _ in 0..self.size {
+                let _ = self.tx.send(Msg::Stop);
+            }
+        }
+    }
+}
+
+/// A pool of OS threads running portable tasks; the thread backend of polyexec.
+///
+/// Build one with [`ThreadPool::builder`] (or [`ThreadPool::new`] for the defaults: one worker
+/// per available CPU). Submit through the [`Executor`] trait; [`spawn_capturing`] and
+/// [`spawn_capturing_async`] accept non-portable closures that capture their environment.
+///
+/// Dropping the pool shuts it down gracefully: it waits for every submitted task to finish.
+///
+/// [`spawn_capturing`]: ThreadPool::spawn_capturing
+/// [`spawn_capturing_async`]: ThreadPool::spawn_capturing_async
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::Executor;
+/// use polyexec_thread::ThreadPool;
+///
+/// let pool = ThreadPool::new()?;
+/// let squares: Vec<u64> = pool.map(1..=5u64, |x: u64| x * x).collect::<Result<_, _>>()?;
+/// assert_eq!(squares, [1, 4, 9, 16, 25]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+}
+
+impl ThreadPool {
+    /// A pool with the default settings (see [`ThreadPoolBuilder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = polyexec_thread::ThreadPool::new()?;
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn new() -> Result<Self, BuildError> {
+        Self::builder().build()
+    }
+
+    /// A builder to configure the pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = polyexec_thread::ThreadPool::builder()
+    ///     .workers(4)
+    ///     .thread_name("compute")
+    ///     .stack_size(4 << 20)
+    ///     .build()?;
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder::default()
+    }
+
+    /// Submits a closure that may capture its environment: not portable, and not available on
+    /// the subprocess backend. The output need not be serializable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = polyexec_thread::ThreadPool::builder().workers(1).build()?;
+    /// let data = vec![1, 2, 3];
+    /// let handle = pool.spawn_capturing(move || data.iter().sum::<i32>());
+    /// assert_eq!(handle.join()?, 6);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_capturing<T, F>(&self, task: F) -> TaskHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit_blocking(async move { catch_task(task) })
+    }
+
+    /// Submits a future that may capture its environment: not portable. It is polled on the
+    /// worker threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = polyexec_thread::ThreadPool::builder().workers(1).build()?;
+    /// let name = String::from("polyexec");
+    /// let handle = pool.spawn_capturing_async(async move { name.len() });
+    /// assert_eq!(handle.join()?, 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_capturing_async<T, Fut>(&self, future: Fut) -> TaskHandle<T>
+    where
+        Fut: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit_async(catch_async((), move |()| future_once(future)))
+    }
+
+    /// Queues a future that completes in its first poll (a blocking task). It is never woken,
+    /// so its schedule function is never called: a zero-sized no-op, with no reference to the
+    /// pool to count.
+    #[inline]
+    fn submit_blocking<T, Fut>(&self, future: Fut) -> TaskHandle<T>
+    where
+        Fut: Future<Output = Result<T, TaskError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let shared = &*self.shared;
+        if !shared.gate.enter() {
+            return TaskHandle::ready(Err(TaskError::ShutDown));
+        }
+        let (runnable, task) = async_task::spawn(future, drop_runnable);
+        // Cannot fail: `shared` owns a receiver. If it ever did, the runnable is dropped with the
+        // error and the handle resolves with `ShutDown`.
+        let _ = shared.tx.send(Msg::Run(runnable));
+        shared.gate.leave();
+        TaskHandle::from_task(task)
+    }
+
+    /// Queues a future that may wait; it is registered so that shutdown can find it.
+    fn submit_async<T, Fut>(&self, future: Fut) -> TaskHandle<T>
+    where
+        Fut: Future<Output = Result<T, TaskError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let shared = &self.shared;
+        if !shared.gate.enter() {
+            return TaskHandle::ready(Err(TaskError::ShutDown));
+        }
+        let (runnable, task) = {
+            let mut live = shared.lock_live();
+            let entry = live.vacant_entry();
+            let registration = Registration {
+                shared: Arc::clone(shared),
+                key: entry.key(),
+            };
+            let future = async move {
+                let _registration = registration;
+                future.await
+            };
+            let schedule_shared = Arc::clone(shared);
+            let (runnable, task) = async_task::spawn(future, move |r| schedule_shared.schedule(r));
+            entry.insert(runnable.waker());
+            (runnable, task)
+        };
+        let _ = shared.tx.send(Msg::Run(runnable));
+        shared.gate.leave();
+        TaskHandle::from_task(task)
+    }
+}
+
+/// Turns an owned future into the `Fn(()) -> Fut` shape `catch_async` takes.
+async fn future_once<Fut: Future>(future: Fut) -> Fut::Output {
+    future.await
+}
+
+fn drop_runnable(runnable: Runnable) {
+    drop(runnable);
+}
+
+/// Removes an async task from the live list when its future is dropped (finished or cancelled).
+struct Registration {
+    shared: Arc<Shared>,
+    key: usize,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.unregister(self.key);
+    }
+}
+
+impl Executor for ThreadPool {
+    #[inline]
+    fn spawn<F, In, Out>(&self, input: In, task: F) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable,
+    {
+        assert_portable(&task);
+        self.submit_blocking(async move { catch_task(move || task(input)) })
+    }
+
+    fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable,
+    {
+        assert_portable(&task);
+        self.submit_async(catch_async(input, task))
+    }
+
+    fn workers(&self) -> usize {
+        self.shared.size
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "thread"
+    }
+
+    fn shutdown(&self) {
+        self.shared.shutdown(false);
+    }
+
+    fn shutdown_now(&self) {
+        self.shared.shutdown(true);
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shared.shutdown(false);
+    }
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("workers", &self.shared.size)
+            .field("queued", &self.shared.rx.len())
+            .field("shut_down", &self.shared.gate.is_closed())
+            .finish()
+    }
+}
+
+type Initializer = Arc<dyn Fn(usize) + Send + Sync + 'static>;
+
+/// Configures a [`ThreadPool`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// static STARTED: AtomicUsize = AtomicUsize::new(0);
+///
+/// let pool = polyexec_thread::ThreadPool::builder()
+///     .workers(3)
+///     .on_worker_start(|_index| { STARTED.fetch_add(1, Ordering::SeqCst); })
+///     .build()?;
+/// assert_eq!(STARTED.load(Ordering::SeqCst), 3); // build() waits for every initializer
+/// # Ok::<(), polyexec_core::BuildError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct ThreadPoolBuilder {
+    workers: Option<usize>,
+    thread_name: Option<String>,
+    stack_size: Option<usize>,
+    on_worker_start: Option<Initializer>,
+}
+
+impl ThreadPoolBuilder {
+    /// Number of worker threads. Default: [`std::thread::available_parallelism`].
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// Prefix of the worker threads' names; worker `i` is named `{prefix}-{i}`.
+    /// Default: `polyexec-thread`.
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// Stack size of each worker thread, in bytes. Default: the standard library's.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Runs `init(worker_index)` on each worker thread before it takes any task. `build()` waits
+    /// for every initializer and fails if one panics.
+    pub fn on_worker_start(mut self, init: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_worker_start = Some(Arc::new(init));
+        self
+    }
+
+    /// Starts the worker threads.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::InvalidConfig`] for zero workers; [`BuildError::Start`] if a thread cannot be
+    /// spawned or an initializer panics (the threads already started are stopped first).
+    pub fn build(self) -> Result<ThreadPool, BuildError> {
+        let size = match self.workers {
+            Some(0) => {
+                return Err(BuildError::InvalidConfig(
+                    "workers must be at least 1".into(),
+                ));
+            }
+            Some(n) => n,
+            None => thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        polyexec_core::install_panic_hook();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            tx,
+            rx,
+            gate: Gate::default(),
+            aborting: AtomicBool::new(false),
+            live_async: Mutex::new(Slab::new()),
+            async_done: Condvar::new(),
+            stop_sent: AtomicBool::new(false),
+            workers: Mutex::new(Vec::with_capacity(size)),
+            size,
+        });
+        let pool = ThreadPool {
+            shared: Arc::clone(&shared),
+        };
+        let prefix = self.thread_name.as_deref().unwrap_or("polyexec-thread");
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), TaskError>>(size);
+        for index in 0..size {
+            let mut builder = thread::Builder::new().name(format!("{prefix}-{index}"));
+            if let Some(bytes) = self.stack_size {
+                builder = builder.stack_size(bytes);
+            }
+            let worker_shared = Arc::clone(&shared);
+            let init = self.on_worker_start.clone();
+            let ready = ready_tx.clone();
+            let spawned = builder.spawn(move || worker::run(worker_shared, index, init, ready));
+            match spawned {
+                Ok(handle) => shared
+                    .workers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(handle),
+                Err(err) => {
+                    // Fewer workers than stop messages is harmless: extra stops stay queued.
+                    return Err(BuildError::Start(format!(
+                        "could not spawn worker thread {index}: {err}"
+                    )));
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..size {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    return Err(BuildError::Start(format!(
+                        "a worker initializer failed: {err}"
+                    )));
+                }
+                Err(_) => return Err(BuildError::Start("a worker thread exited early".into())),
+            }
+        }
+        Ok(pool)
+    }
+}
+
+impl fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("workers", &self.workers)
+            .field("thread_name", &self.thread_name)
+            .field("stack_size", &self.stack_size)
+            .field("on_worker_start", &self.on_worker_start.is_some())
+            .finish()
+    }
+}

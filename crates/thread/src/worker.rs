@@ -1,0 +1,53 @@
+//! The worker thread's loop.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::Sender;
+use polyexec_core::{TaskError, catch_task};
+
+use crate::pool::{Msg, Shared};
+
+thread_local! {
+    /// The address of the `Shared` of the pool this thread works for, or 0.
+    static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
+}
+
+pub(crate) fn current_pool() -> usize {
+    CURRENT_POOL.with(Cell::get)
+}
+
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    index: usize,
+    init: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    ready: Sender<Result<(), TaskError>>,
+) {
+    CURRENT_POOL.with(|c| c.set(Arc::as_ptr(&shared) as usize));
+    let started = match init {
+        Some(init) => catch_task(|| init(index)),
+        None => Ok(()),
+    };
+    let failed = started.is_err();
+    let _ = ready.send(started);
+    drop(ready);
+    if failed {
+        return;
+    }
+    while let Ok(msg) = shared.rx.recv() {
+        match msg {
+            Msg::Run(runnable) => {
+                // Checked per task so that an immediate shutdown stops queued work even while
+                // the draining thread races the workers for it.
+                if shared.aborting.load(Ordering::Relaxed) {
+                    drop(runnable);
+                } else {
+                    // Never unwinds: every future the pool spawns catches its own panics.
+                    runnable.run();
+                }
+            }
+            Msg::Stop => break,
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! One task definition, three models of concurrency.
+//!
+//! polyexec runs the same task under coroutines (an async event loop), a thread pool, or a pool of
+//! worker processes, behind one [`Executor`] trait. Pick the model with a cargo feature, or at run
+//! time by name with [`Backend`], and measure which fits, without rewriting the tasks.
+//!
+//! ```
+//! use std::time::Duration;
+//! use polyexec::{Backend, Executor};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     polyexec::init(); // returns at once, unless this process was started as a worker
+//!     let exec = Backend::default().build()?;
+//!
+//!     // A portable task captures nothing: its data travels in the input.
+//!     let task = |(name, ms): (String, u64)| async move {
+//!         polyexec::sleep(Duration::from_millis(ms)).await;
+//!         name
+//!     };
+//!     let a = exec.spawn_async(("Task 1".to_string(), 20), task);
+//!     let b = exec.spawn_async(("Task 2".to_string(), 10), task);
+//!     assert_eq!(polyexec::join_all([a, b]), vec![Ok("Task 1".into()), Ok("Task 2".into())]);
+//!
+//!     let squares: Vec<u64> = exec.map(1..=1_000u64, |x: u64| x * x).collect::<Result<_, _>>()?;
+//!     assert_eq!(squares[999], 1_000_000);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Portable tasks
+//!
+//! A task is a closure or `fn` item that **captures nothing**, plus an input value; it returns an
+//! output value. Input and output are [`Portable`] (`serde` serializable, `Send`, `'static`),
+//! because one backend runs tasks in another process. Blocking tasks are `Fn(In) -> Out`
+//! ([`Executor::spawn`], [`Executor::map`]); async tasks are `Fn(In) -> impl Future`
+//! ([`Executor::spawn_async`]). A capturing closure is a compile error:
+//!
+//! ```compile_fail,E0080
+//! use polyexec::Executor;
+//! let exec = polyexec::Backend::default().build().unwrap();
+//! let offset = 1u32;
+//! let _ = exec.spawn(1u32, move |x: u32| x + offset);
+//! ```
+//!
+//! Every [`TaskHandle`] resolves exactly once, with the value or a [`TaskError`] that says what
+//! happened: a panic (with its message), a lost worker process, a cancellation, a timeout, a
+//! shutdown, or a failure to move the data.
+//!
+//! # Features
+//!
+//! Each backend is a cargo feature; they are additive, and at least one must be enabled.
+//!
+//! | feature | backend | module | default |
+//! |---|---|---|---|
+//! | `thread` | a pool of OS threads | [`thread`] | yes |
+//!
+//! # Choosing at run time
+//!
+//! [`Backend`] lists the backends compiled in; [`Backend::from_name`] picks one by name (for a
+//! `--backend` flag) and [`Backend::from_env`] from the `POLYEXEC_BACKEND` environment variable.
+//! [`Backend::build`] returns an [`AnyExecutor`], which implements [`Executor`] by delegating to
+//! the chosen backend. When none is named, [`Backend::default`] takes the first compiled in of:
+//! `thread` (runs blocking and async tasks well, no serialization cost), then `coroutine`, then
+//! `subprocess`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+#[cfg(not(any(feature = "thread")))]
+compile_error!("polyexec needs at least one backend feature: `thread`");
+
+mod backend;
+
+pub use backend::{AnyExecutor, Backend, UnknownBackend};
+pub use polyexec_core::{
+    AsCompleted, AsyncTask, BlockingTask, BuildError, CodecStage, Executor, FirstResolved, JoinAll,
+    Map, MapOptions, Portable, TaskError, TaskHandle, WorkerExit, as_completed, block_on, join_all,
+    join_all_async, select_any, sleep, wait_any,
+};
+
+/// The thread-pool backend: [`ThreadPool`](thread::ThreadPool).
+#[cfg(feature = "thread")]
+#[cfg_attr(docsrs, doc(cfg(feature = "thread")))]
+pub mod thread {
+    pub use polyexec_thread::{ThreadPool, ThreadPoolBuilder};
+}
+
+/// The entry hook: call it first thing in `main`.
+///
+/// In a program started normally it returns at once. In a process that the subprocess backend
+/// started as a worker, it serves tasks and never returns. Without the `subprocess` feature it
+/// does nothing, so calling it always is harmless and keeps a program ready for that backend.
+///
+/// # Examples
+///
+/// ```
+/// fn main() {
+///     polyexec::init();
+///     // ... the program ...
+/// }
+/// # main();
+/// ```
+pub fn init() {}
