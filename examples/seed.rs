@@ -12,13 +12,18 @@
 
 use std::time::{Duration, Instant};
 
-use polyexec::{Backend, Executor};
+use polyexec::Executor;
+
+mod common;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     polyexec::init();
-    let backend = backend_from_args()?;
-    let exec = backend.build()?;
-    println!("backend: {backend}");
+    let args = common::Common::parse("usage: seed [options]")?;
+    if let Some(extra) = args.rest.first() {
+        return Err(format!("unexpected argument `{extra}` (try --help)").into());
+    }
+    let exec = args.build()?;
+    println!("backend: {}", args.backend);
 
     // The task captures nothing: its name and duration travel in the input.
     let task = |(name, secs): (String, u64)| async move {
@@ -36,24 +41,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("total: {:.2} s", start.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// `--backend NAME` (or `--backend=NAME`), else `POLYEXEC_BACKEND`, else the default.
-fn backend_from_args() -> Result<Backend, Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--backend" {
-            let name = args.next().ok_or("--backend needs a name")?;
-            return Ok(Backend::from_name(&name)?);
-        } else if let Some(name) = arg.strip_prefix("--backend=") {
-            return Ok(Backend::from_name(name)?);
-        } else if arg == "--help" || arg == "-h" {
-            let names: Vec<&str> = Backend::all().iter().map(|b| b.name()).collect();
-            println!("usage: seed [--backend {}]", names.join("|"));
-            std::process::exit(0);
-        } else {
-            return Err(format!("unexpected argument `{arg}` (try --help)").into());
-        }
-    }
-    Ok(Backend::from_env()?.unwrap_or_default())
 }

@@ -1,0 +1,42 @@
+//! After shutdown, every worker thread is gone. (One test in this file, so no other test's threads
+//! are counted.)
+
+use polyexec_core::Executor;
+use polyexec_thread::ThreadPool;
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc is mounted")
+        .count()
+}
+
+#[test]
+fn pools_leave_no_threads_behind() {
+    // The timer reactor is one process-wide thread, started on first use and kept: start it now.
+    polyexec_core::block_on(polyexec_core::sleep(std::time::Duration::from_millis(1)));
+    let before = thread_count();
+    for round in 0..20u64 {
+        let pool = ThreadPool::builder().workers(4).build().expect("pool");
+        assert_eq!(thread_count(), before + 4);
+        let results: Vec<u64> = pool
+            .map(0..100u64, |x: u64| x + 1)
+            .collect::<Result<_, _>>()
+            .expect("tasks");
+        assert_eq!(results.len(), 100);
+        let sleeper = pool.spawn_async(round, |r: u64| async move {
+            polyexec_core::sleep(std::time::Duration::from_secs(3600)).await;
+            r
+        });
+        if round % 2 == 0 {
+            pool.shutdown_now();
+            assert!(sleeper.join().unwrap_err().is_shutdown());
+        } else {
+            drop(sleeper);
+            let h = pool.spawn(1u8, |x: u8| x);
+            assert_eq!(h.join(), Ok(1));
+            pool.shutdown_now();
+        }
+        assert_eq!(thread_count(), before, "round {round}");
+        drop(pool);
+    }
+}
