@@ -1363,6 +1363,7 @@ how to read it:
 
 mod chart {
     use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
 
     use super::{BackendReport, Report, Res};
 
@@ -1379,17 +1380,21 @@ mod chart {
             ("CPU: speedup over serial (higher is better)", |r| {
                 r.cpu.ok().map(|c| c.speedup)
             }),
-            ("crash: share of other tasks ok (higher is better)", |r| {
-                r.crash
-                    .ok()
-                    .map(|c| f64::from(c.others_ok) / f64::from(c.tasks - 1))
-            }),
+            (
+                "crash: share of the other tasks done (higher is better)",
+                |r| {
+                    r.crash
+                        .ok()
+                        .map(|c| f64::from(c.others_ok) / f64::from(c.tasks - 1))
+                },
+            ),
         ];
+        // Light colours, so that the backend's name stays readable on its bar.
         const COLORS: [RGBColor; 4] = [
-            RGBColor(0x4c, 0x72, 0xb0),
-            RGBColor(0xdd, 0x84, 0x52),
-            RGBColor(0x55, 0xa8, 0x68),
-            RGBColor(0xc4, 0x4e, 0x52),
+            RGBColor(0x9e, 0xc3, 0xe6),
+            RGBColor(0xf6, 0xc1, 0x8f),
+            RGBColor(0xa8, 0xd8, 0xa0),
+            RGBColor(0xe8, 0xa3, 0xa6),
         ];
         let names: Vec<&str> = report.results.iter().map(|r| r.backend.as_str()).collect();
 
@@ -1412,38 +1417,35 @@ mod chart {
                 .map(|r| metric(r).unwrap_or(0.0))
                 .collect();
             let top = values.iter().copied().fold(1.0_f64, f64::max) * 1.2;
+            // x: one unit per backend; bars are labelled in the plot, not on the axis.
             let mut chart = ChartBuilder::on(area)
                 .caption(caption, ("sans-serif", 14))
                 .margin(12)
-                .x_label_area_size(30)
+                .x_label_area_size(8)
                 .y_label_area_size(40)
-                .build_cartesian_2d((0..names.len()).into_segmented(), 0.0..top)?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(names.len() + 1)
-                .x_label_formatter(&|v| match v {
-                    SegmentValue::CenterOf(i) => names.get(*i).copied().unwrap_or("").to_owned(),
-                    _ => String::new(),
-                })
-                .draw()?;
+                .build_cartesian_2d(0.0..names.len() as f64, 0.0..top)?;
+            chart.configure_mesh().disable_x_mesh().x_labels(0).draw()?;
             chart.draw_series(values.iter().enumerate().map(|(i, &v)| {
-                let mut bar = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), v),
-                    ],
+                let x = i as f64;
+                Rectangle::new(
+                    [(x + 0.12, 0.0), (x + 0.88, v)],
                     COLORS[i % COLORS.len()].filled(),
-                );
-                bar.set_margin(0, 0, 10, 10);
-                bar
-            }))?;
-            chart.draw_series(values.iter().enumerate().map(|(i, &v)| {
-                Text::new(
-                    format!("{v:.2}"),
-                    (SegmentValue::CenterOf(i), v + top * 0.03),
-                    ("sans-serif", 13),
                 )
+            }))?;
+            let above = TextStyle::from(("sans-serif", 14).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Bottom));
+            let base = TextStyle::from(("sans-serif", 13).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Bottom));
+            chart.draw_series(values.iter().enumerate().flat_map(|(i, &v)| {
+                let x = i as f64 + 0.5;
+                [
+                    Text::new(
+                        format!("{v:.2}"),
+                        (x, v.max(top * 0.07) + top * 0.01),
+                        above.clone(),
+                    ),
+                    Text::new(names[i].to_owned(), (x, top * 0.01), base.clone()),
+                ]
             }))?;
         }
         root.present()?;

@@ -1,10 +1,44 @@
 #!/usr/bin/env bash
-# Runs every example once, briefly, on every backend compiled in with all features.
+# Runs every example once, briefly (--quick), on every backend compiled in with all features, then
+# `compare` once over all of them (table, --json and --svg). The backend list comes from the
+# programs themselves (`--list-backends`), so a new backend needs no change here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-backends=(thread)
+
+run() {
+  local example=$1
+  shift
+  timeout 120 cargo run --release --all-features --quiet --example "$example" -- "$@"
+}
+
 cargo build --release --all-features --examples
+mapfile -t backends < <(run seed --list-backends)
+echo "backends compiled in: ${backends[*]}"
+
+examples=(seed io_bound cpu_bound errors map_progress)
 for backend in "${backends[@]}"; do
-  echo "-- seed on $backend"
-  timeout 60 cargo run --release --all-features --quiet --example seed -- --backend "$backend"
+  for example in "${examples[@]}"; do
+    echo
+    echo "-- $example on $backend"
+    run "$example" --backend "$backend" --quick
+  done
 done
+
+echo
+echo "-- compare (all backends)"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+run compare --quick --svg "$out/compare.svg"
+run compare --quick --json >"$out/compare.json"
+# The JSON names every backend measured.
+for backend in "${backends[@]}"; do
+  grep -q "\"backend\": \"$backend\"" "$out/compare.json" || {
+    echo "compare --json does not mention $backend" >&2
+    exit 1
+  }
+done
+grep -q '<svg' "$out/compare.svg" || {
+  echo "compare --svg wrote no SVG" >&2
+  exit 1
+}
+echo "compare --json and --svg: ok"

@@ -1,0 +1,110 @@
+//! `cpu_bound`: counting the primes below N, split into chunks, against the same work done serially.
+//!
+//! The kernel is a plain `fn` (a portable task like a non-capturing closure) that counts primes
+//! in a range by trial division. `Executor::map` hands the ranges to the workers and returns
+//! the counts in order. In Rust, threads run CPU work in parallel (there is no GIL), so the
+//! thread pool and the process pool both approach one times the number of cores; the
+//! coroutine backend runs blocking tasks on its loop thread, one at a time, as asyncio would.
+//!
+//! ```text
+//! cargo run --release --example cpu_bound
+//! cargo run --release --all-features --example cpu_bound -- --backend subprocess
+//! cargo run --release --example cpu_bound --no-default-features --features thread -- --quick
+//! cargo run --release --example cpu_bound -- --below 20000000 --chunks 64
+//! ```
+
+use std::time::Instant;
+
+use polyexec::{Executor, TaskError};
+
+mod common;
+
+const USAGE: &str = "\
+usage: cpu_bound [options]
+
+Counts the primes below N in chunks, serially and on the backend.
+
+options:
+  --below N    count the primes below N (default 5,000,000, --quick 1,000,000)
+  --chunks N   split the range into N tasks (default 8 per worker)";
+
+/// How many primes in `lo..hi`, by trial division: deliberately CPU-bound.
+fn count_primes((lo, hi): (u64, u64)) -> u64 {
+    fn is_prime(n: u64) -> bool {
+        if n < 4 {
+            return n >= 2;
+        }
+        if n % 2 == 0 {
+            return false;
+        }
+        let mut divisor = 3;
+        while divisor * divisor <= n {
+            if n % divisor == 0 {
+                return false;
+            }
+            divisor += 2;
+        }
+        true
+    }
+    (lo..hi).filter(|&n| is_prime(n)).count() as u64
+}
+
+fn main() -> common::Res {
+    polyexec::init();
+    let mut args = common::Common::parse(USAGE)?;
+    let below: u64 = args
+        .value("--below")?
+        .unwrap_or(args.size(5_000_000, 1_000_000));
+    let chunks: Option<u64> = args.value("--chunks")?;
+    args.finish()?;
+    let exec = args.build()?;
+    let workers = exec.workers();
+    // Several chunks per worker balance the load: higher ranges cost more per number.
+    let chunks = chunks.unwrap_or(8 * workers as u64).max(1);
+    let width = below.div_ceil(chunks).max(1);
+    let ranges: Vec<(u64, u64)> = (0..below)
+        .step_by(width as usize)
+        .map(|lo| (lo, (lo + width).min(below)))
+        .collect();
+    println!(
+        "backend: {} ({workers} workers); primes below {}, {} chunks",
+        exec.backend_name(),
+        common::thousands(below),
+        ranges.len()
+    );
+
+    let start = Instant::now();
+    let serial: u64 = ranges.iter().map(|&r| count_primes(r)).sum();
+    let serial_time = start.elapsed();
+    println!(
+        "serial, on this thread: {} primes in {:.0} ms",
+        common::thousands(serial),
+        serial_time.as_secs_f64() * 1e3
+    );
+
+    let start = Instant::now();
+    let parallel: u64 = exec
+        .map(ranges, count_primes)
+        .sum::<Result<u64, TaskError>>()?;
+    let parallel_time = start.elapsed();
+    assert_eq!(parallel, serial, "the backend counted differently");
+    let speedup = serial_time.as_secs_f64() / parallel_time.as_secs_f64();
+    println!(
+        "{}: {} primes in {:.0} ms, {speedup:.2}x the serial speed",
+        exec.backend_name(),
+        common::thousands(parallel),
+        parallel_time.as_secs_f64() * 1e3
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "at most {} at once here ({workers} workers, {cores} cores)",
+        workers.min(cores)
+    );
+    if exec.backend_name() == "coroutine" {
+        println!(
+            "note: the event loop runs blocking tasks on its loop thread(s), stalling every \
+             other task there; use --backend thread or subprocess for CPU work"
+        );
+    }
+    Ok(())
+}
