@@ -61,6 +61,9 @@ options:
 const EXPECTED_PANIC: &str = "(a panic on purpose)";
 
 fn main() -> Res {
+    // The one thing before `init()`: worker processes never return from `init()`, and the
+    // panics this program causes on purpose happen there too.
+    silence_expected_panics();
     polyexec::init();
     let mut args = Common::parse(USAGE)?;
 
@@ -80,8 +83,6 @@ fn main() -> Res {
     } else {
         args.backends.clone()
     };
-
-    silence_expected_panics();
 
     let progress = common::progress_bar(
         1 + backends.len() as u64 * PHASES_PER_BACKEND,
@@ -358,7 +359,7 @@ struct Data {
 struct Verdict {
     /// The kind of work.
     when: String,
-    /// The backends that measured best for it (more than one when within 10 %).
+    /// The backends that measured best for it (more than one when within 15 %).
     pick: Vec<String>,
     /// The numbers behind the pick.
     why: String,
@@ -872,7 +873,11 @@ fn exit_text(status: &std::process::ExitStatus) -> String {
 // The verdict: computed from the numbers
 // ---------------------------------------------------------------------------------------------
 
-/// The backends whose `metric` is best, with the others within 10 % of it.
+/// Timings within this factor of the best count as a tie: on a shared machine, smaller
+/// differences are often noise.
+const TIE: f64 = 1.15;
+
+/// The backends whose `metric` is best, with the others within [`TIE`] of it.
 fn best_by(
     reports: &[BackendReport],
     metric: impl Fn(&BackendReport) -> Option<f64>,
@@ -889,9 +894,9 @@ fn best_by(
         .reduce(|a, b| if (b > a) == higher_is_better { b } else { a })?;
     let close = |v: f64| {
         if higher_is_better {
-            v >= best / 1.1
+            v >= best / TIE
         } else {
-            v <= best * 1.1
+            v <= best * TIE
         }
     };
     let picks = values

@@ -15,7 +15,9 @@
 
 use std::time::Instant;
 
-use polyexec::{Executor, TaskError};
+use std::time::Duration;
+
+use polyexec::{Executor, MapOptions, TaskError};
 
 mod common;
 
@@ -67,26 +69,27 @@ fn main() -> common::Res {
         .map(|lo| (lo, (lo + width).min(below)))
         .collect();
     println!(
-        "backend: {} ({workers} workers); primes below {}, {} chunks",
+        "backend: {} (workers: {workers}); primes below {}, {} chunks",
         exec.backend_name(),
         common::thousands(below),
         ranges.len()
     );
 
-    let start = Instant::now();
-    let serial: u64 = ranges.iter().map(|&r| count_primes(r)).sum();
-    let serial_time = start.elapsed();
+    // Best of two runs each: the first may meet a cold CPU or a busy machine.
+    let (serial, serial_time) = best_of_two(|| Ok(ranges.iter().map(|&r| count_primes(r)).sum()))?;
     println!(
         "serial, on this thread: {} primes in {:.0} ms",
         common::thousands(serial),
         serial_time.as_secs_f64() * 1e3
     );
 
-    let start = Instant::now();
-    let parallel: u64 = exec
-        .map(ranges, count_primes)
-        .sum::<Result<u64, TaskError>>()?;
-    let parallel_time = start.elapsed();
+    // Each range is a big task: hand them out one at a time (chunk size 1), or a backend whose
+    // preferred chunk is large would send them all to one worker.
+    let one_by_one = MapOptions::new().chunk_size(1);
+    let (parallel, parallel_time) = best_of_two(|| {
+        exec.map_with(ranges.iter().copied(), count_primes, one_by_one)
+            .sum::<Result<u64, TaskError>>()
+    })?;
     assert_eq!(parallel, serial, "the backend counted differently");
     let speedup = serial_time.as_secs_f64() / parallel_time.as_secs_f64();
     println!(
@@ -107,4 +110,16 @@ fn main() -> common::Res {
         );
     }
     Ok(())
+}
+
+/// Runs `work` twice; its result and the shorter time.
+fn best_of_two(mut work: impl FnMut() -> Result<u64, TaskError>) -> common::Res<(u64, Duration)> {
+    let mut best = Duration::MAX;
+    let mut result = 0;
+    for _ in 0..2 {
+        let start = Instant::now();
+        result = work()?;
+        best = best.min(start.elapsed());
+    }
+    Ok((result, best))
 }

@@ -39,7 +39,7 @@ fn main() -> common::Res {
     args.finish()?;
     let exec = args.build()?;
     let backend = exec.backend_name();
-    println!("backend: {backend} ({} workers)", exec.workers());
+    println!("backend: {backend} (workers: {})", exec.workers());
 
     // 1. A panic becomes a value.
     println!("\n1. a task panics");
@@ -53,6 +53,7 @@ fn main() -> common::Res {
         Err(e @ TaskError::Panicked { .. }) => {
             println!("   the handle says: {e}");
             println!("   e.panic_message() = {:?}", e.panic_message());
+            println!("   (the panic hook also printed it on stderr, as for any panic)");
         }
         other => println!("   unexpected: {other:?}"),
     }

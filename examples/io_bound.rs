@@ -65,7 +65,7 @@ fn main() -> common::Res {
     args.finish()?;
     let exec = args.build()?;
     println!(
-        "backend: {} ({} workers); {requests} requests, at most {limit} in flight",
+        "backend: {} (workers: {}); {requests} requests, at most {limit} in flight",
         exec.backend_name(),
         exec.workers()
     );

@@ -52,7 +52,7 @@ fn main() -> common::Res {
         options = options.chunk_size(chunk);
     }
     println!(
-        "backend: {} ({} workers); {} inputs, chunk size {}",
+        "backend: {} (workers: {}); {} inputs, chunk size {}",
         exec.backend_name(),
         exec.workers(),
         common::thousands(inputs),
