@@ -94,15 +94,11 @@ fn main() -> Res {
 
     let mut reports = Vec::new();
     for &backend in &backends {
-        let step = |what: &str| {
-            progress.set_message(format!("{backend}: {what}"));
-        };
         reports.push(measure_backend(
             backend,
             args.workers,
             &settings,
             &mut serial,
-            &step,
             &progress,
         ));
     }
@@ -377,10 +373,9 @@ fn measure_backend(
     workers: Option<usize>,
     s: &Settings,
     serial: &mut Serial,
-    step: &dyn Fn(&str),
     progress: &indicatif::ProgressBar,
 ) -> BackendReport {
-    step("start");
+    progress.set_message(format!("{backend}: start"));
     let started = Instant::now();
     let exec = match backend.build_with_workers(workers) {
         Ok(exec) => exec,
@@ -398,7 +393,7 @@ fn measure_backend(
     // Each call marks the previous phase done: eight calls and one final `inc`.
     let phase = |what: &str| {
         progress.inc(1);
-        step(what);
+        progress.set_message(format!("{backend}: {what}"));
     };
     phase("overhead");
     let overhead = measure_overhead(&exec, s.tasks, s.reps);

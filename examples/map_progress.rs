@@ -61,7 +61,7 @@ fn main() -> common::Res {
 
     let bar = common::progress_bar(
         inputs,
-        "{spinner} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}",
+        "{spinner} [{bar:40}] {human_pos}/{human_len} {per_sec:0} eta {eta}",
     );
     let start = Instant::now();
     let (mut longest, mut longest_at) = (0, 0);
