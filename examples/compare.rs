@@ -782,7 +782,17 @@ fn crash_probe_child(backend: Backend, workers: Option<usize>, tasks: u32) -> Re
 /// a crash that takes its whole process down is observed rather than suffered.
 fn measure_crash(backend: Backend, workers: usize, tasks: u32) -> Result<Crash, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
+    // Through `sh`, to switch core dumps off first: the crash is on purpose, and a core file
+    // left in the current directory would be litter.
+    let mut command = if cfg!(unix) {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", "ulimit -c 0 2>/dev/null; exec \"$0\" \"$@\""])
+            .arg(exe);
+        sh
+    } else {
+        Command::new(exe)
+    };
+    let mut child = command
         .args(["--crash-probe", backend.name()])
         .args(["--crash-tasks", &tasks.to_string()])
         .args(["--workers", &workers.to_string()])
