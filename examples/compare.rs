@@ -51,6 +51,7 @@ options:
   --cpu-chunks N     split into this many tasks
   --panic-tasks N    tasks in the panic test (one panics)
   --crash-tasks N    tasks in the crash test (one aborts)
+  --stuck-ms W       how long the cancelled tasks would block their workers
   --payload-kib N    payload size for the data row
   --reps N           repetitions of the timed rows (the best is kept)
   --json             print the results as JSON instead of the table
@@ -145,6 +146,7 @@ struct Settings {
     cpu_chunks: u64,
     panic_tasks: u32,
     crash_tasks: u32,
+    stuck_ms: u64,
     payload_bytes: usize,
     reps: u32,
 }
@@ -169,6 +171,10 @@ impl Settings {
                 .value("--panic-tasks")?
                 .unwrap_or(if q { 20 } else { 100 }),
             crash_tasks: args.value("--crash-tasks")?.unwrap_or(8).max(2),
+            stuck_ms: args
+                .value("--stuck-ms")?
+                .unwrap_or(pick(1_000, 300))
+                .max(20),
             payload_bytes: args.value::<usize>("--payload-kib")?.unwrap_or(1024) * 1024,
             reps: args
                 .value("--reps")?
@@ -254,6 +260,7 @@ struct BackendReport {
     blocking: Measured<Waiting>,
     cpu: Measured<Cpu>,
     panic: Measured<Panic>,
+    cancel: Measured<CancelStuck>,
     crash: Measured<Crash>,
     data: Measured<Data>,
 }
@@ -340,6 +347,16 @@ struct Crash {
 }
 
 #[derive(Debug, Serialize)]
+struct CancelStuck {
+    /// How long each stuck task would block its worker.
+    stuck_ms: u64,
+    /// After cancelling one stuck task per worker, how long the next task took to finish.
+    next_task_ms: f64,
+    /// The cancel freed the workers (the next task finished in under half the stuck time).
+    stopped: bool,
+}
+
+#[derive(Debug, Serialize)]
 struct Data {
     payload_bytes: usize,
     round_trip_us: f64,
@@ -366,7 +383,7 @@ struct Verdict {
 // ---------------------------------------------------------------------------------------------
 
 /// Progress steps per backend, for the progress bar.
-const PHASES_PER_BACKEND: u64 = 9;
+const PHASES_PER_BACKEND: u64 = 10;
 
 fn measure_backend(
     backend: Backend,
@@ -390,7 +407,7 @@ fn measure_backend(
         .map(|_| ms(started.elapsed()))
         .map_err(|e| e.to_string());
 
-    // Each call marks the previous phase done: eight calls and one final `inc`.
+    // Each call marks the previous phase done: nine calls and one final `inc`.
     let phase = |what: &str| {
         progress.inc(1);
         progress.set_message(format!("{backend}: {what}"));
@@ -407,6 +424,8 @@ fn measure_backend(
     let cpu = measure_cpu(&exec, s, serial);
     phase("panic");
     let panic = measure_panic(&exec, s.panic_tasks);
+    phase("cancelling stuck tasks");
+    let cancel = measure_cancel(&exec, s.stuck_ms);
     phase("data round trip");
     let data = measure_data(&exec, s.payload_bytes, s.reps * 5);
     let workers = exec.workers();
@@ -427,6 +446,7 @@ fn measure_backend(
         blocking: Measured::from_result(blocking),
         cpu: Measured::from_result(cpu),
         panic: Measured::from_result(panic),
+        cancel: Measured::from_result(cancel),
         crash: Measured::from_result(crash),
         data: Measured::from_result(data),
     }
@@ -449,6 +469,7 @@ impl BackendReport {
             blocking: f(error),
             cpu: f(error),
             panic: f(error),
+            cancel: f(error),
             crash: f(error),
             data: f(error),
         }
@@ -667,6 +688,33 @@ fn measure_panic<E: Executor>(exec: &E, n: u32) -> Result<Panic, String> {
         others_ok,
         error,
         executor_ok_after,
+    })
+}
+
+/// Cancelling stuck work: one blocking task per worker that would block for `stuck_ms`, each
+/// cancelled once it runs; how soon does the executor run the next task? Only a backend that can
+/// stop a running task (by killing its process) answers in less than `stuck_ms`: a thread cannot
+/// be killed, so a cancelled blocking task there runs on, and its worker with it.
+fn measure_cancel<E: Executor>(exec: &E, stuck_ms: u64) -> Result<CancelStuck, String> {
+    let mut stuck = exec.spawn_all((0..exec.workers()).map(|_| stuck_ms), |ms: u64| {
+        std::thread::sleep(Duration::from_millis(ms)); // stands in for a call that hangs
+    });
+    std::thread::sleep(Duration::from_millis(50).min(Duration::from_millis(stuck_ms / 4)));
+    for handle in &mut stuck {
+        handle.cancel();
+    }
+    let start = Instant::now();
+    let mut next = exec.spawn(1u8, |x: u8| x + 1).join();
+    if next.as_ref().is_err_and(TaskError::is_worker_lost) {
+        // Sent to a worker that was being killed for the cancel: the pool replaces it; again.
+        next = exec.spawn(1u8, |x: u8| x + 1).join();
+    }
+    next.map_err(|e| e.to_string())?;
+    let waited = start.elapsed();
+    Ok(CancelStuck {
+        stuck_ms,
+        next_task_ms: ms(waited),
+        stopped: ms(waited) < stuck_ms as f64 / 2.0,
     })
 }
 
@@ -927,6 +975,30 @@ fn all_values(
         .join(", ")
 }
 
+/// Every backend for which `has` holds; the verdict says so when none does.
+fn all_with(
+    reports: &[BackendReport],
+    when: &str,
+    has: impl Fn(&BackendReport) -> bool,
+    numbers: String,
+) -> Verdict {
+    let pick: Vec<String> = reports
+        .iter()
+        .filter(|r| has(r))
+        .map(|r| r.backend.clone())
+        .collect();
+    let why = if pick.is_empty() {
+        format!("none of the backends measured can: {numbers}")
+    } else {
+        numbers
+    };
+    Verdict {
+        when: when.to_owned(),
+        pick,
+        why,
+    }
+}
+
 fn verdict(reports: &[BackendReport]) -> Vec<Verdict> {
     let mut out = Vec::new();
     let push = |out: &mut Vec<Verdict>, when: &str, pick: Option<(Vec<String>, f64)>, why| {
@@ -997,11 +1069,7 @@ fn verdict(reports: &[BackendReport]) -> Vec<Verdict> {
                 .map(|c| format!("{:.2}×", c.speedup)))
         ),
     );
-    let survivors: Vec<String> = reports
-        .iter()
-        .filter(|r| r.crash.ok().is_some_and(|c| c.contained))
-        .map(|r| r.backend.clone())
-        .collect();
+    // Yes-or-no properties: every backend that has it is picked, or none.
     let crash_why = all_values(reports, |r| {
         r.crash.ok().map(|c| {
             if c.contained {
@@ -1011,19 +1079,24 @@ fn verdict(reports: &[BackendReport]) -> Vec<Verdict> {
             }
         })
     });
-    if survivors.is_empty() {
-        out.push(Verdict {
-            when: "tasks that may crash (abort, segfault)".into(),
-            pick: Vec::new(),
-            why: format!("no backend measured survived a crash: {crash_why}"),
-        });
-    } else {
-        out.push(Verdict {
-            when: "tasks that may crash (abort, segfault), isolation".into(),
-            pick: survivors,
-            why: format!("after an abort: {crash_why}"),
-        });
-    }
+    out.push(all_with(
+        reports,
+        "tasks that may crash (abort, segfault in FFI code)",
+        |r| r.crash.ok().is_some_and(|c| c.contained),
+        format!("after an abort: {crash_why}"),
+    ));
+    let cancel_why = all_values(reports, |r| {
+        r.cancel.ok().map(|c| {
+            let verb = if c.stopped { "stopped" } else { "ran on" };
+            format!("{verb} (next task after {:.0} ms)", c.next_task_ms)
+        })
+    });
+    out.push(all_with(
+        reports,
+        "tasks that may hang (timeouts that stop the work)",
+        |r| r.cancel.ok().is_some_and(|c| c.stopped),
+        format!("cancelled stuck tasks: {cancel_why}"),
+    ));
     push(
         &mut out,
         "large inputs and outputs (fastest 1 MiB round trip)",
@@ -1235,6 +1308,20 @@ fn render_table(report: &Report) -> String {
         )
     });
     row(
+        format!("cancel tasks stuck for {} ms: next task", s.stuck_ms),
+        &|b, n| {
+            cell(
+                &b.cancel,
+                |c| {
+                    let verb = if c.stopped { "stopped" } else { "ran on" };
+                    format!("{verb}, {:.0} ms", c.next_task_ms)
+                },
+                n,
+                &b.backend,
+            )
+        },
+    );
+    row(
         format!(
             "data: {} round trip",
             bytes(s.payload_bytes as f64).replace(".0 ", " ")
@@ -1337,6 +1424,8 @@ how to read it:
   crash    measured in a child process (this program re-run), so that a crash that
            takes a whole process down is observed, not suffered; \"lost\" tasks were
            in the same worker process as the crashing one
+  cancel   one blocking task per worker that would block for the time shown, each
+           cancelled once running; then the time until the next task is done
   data     copies = bytes allocated here per round trip / payload size;
            \"moved\" = the very buffer that was sent came back
 ",
