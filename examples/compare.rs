@@ -642,8 +642,9 @@ fn measure_cpu<E: Executor>(exec: &E, s: &Settings, serial: &mut Serial) -> Resu
     let ranges = chunks(s.cpu_work, s.cpu_chunks);
     let mut best = Duration::MAX;
     let mut best_serial = Duration::MAX;
-    // At least two pairs even with --quick: the first may run on a cold CPU.
-    for _ in 0..s.reps.max(2) {
+    // Two more pairs than the other rows repeat: CPU timings suffer most from a busy machine,
+    // and the best of several short runs is likelier to find a quiet moment.
+    for _ in 0..s.reps + 2 {
         best_serial = best_serial.min(run_serial(&ranges).1);
         let start = Instant::now();
         let primes: u64 = join_ok(exec.spawn_all(ranges.iter().copied(), count_primes))?
