@@ -1493,14 +1493,11 @@ mod chart {
             ("CPU: speedup over serial (higher is better)", |r| {
                 r.cpu.ok().map(|c| c.speedup)
             }),
-            (
-                "crash: share of the other tasks done (higher is better)",
-                |r| {
-                    r.crash
-                        .ok()
-                        .map(|c| f64::from(c.others_ok) / f64::from(c.tasks - 1))
-                },
-            ),
+            ("crash: others done, share (higher is better)", |r| {
+                r.crash
+                    .ok()
+                    .map(|c| f64::from(c.others_ok) / f64::from(c.tasks - 1))
+            }),
         ];
         // Light colours, so that the backend's name stays readable on its bar.
         const COLORS: [RGBColor; 4] = [
