@@ -165,7 +165,7 @@ impl Settings {
             blocking_ms: args.value("--blocking-ms")?.unwrap_or(pick(20, 10)),
             cpu_work: args
                 .value("--cpu-work")?
-                .unwrap_or(pick(4_000_000, 1_000_000)),
+                .unwrap_or(pick(2_000_000, 1_000_000)),
             cpu_chunks: args.value("--cpu-chunks")?.unwrap_or(pick(64, 16)).max(1),
             panic_tasks: args
                 .value("--panic-tasks")?
