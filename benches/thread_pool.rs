@@ -1,12 +1,15 @@
 //! Thread pool: spawn + join of trivial tasks, beside a minimal hand-written crossbeam-channel pool
-//! in the same run.
+//! (the baseline), a two-thread rayon pool and tokio's `spawn_blocking`, in the same run.
 //!
 //! ```text
 //! cargo bench --bench thread_pool
 //! ```
 //!
 //! The hand-written pool is the least a user would write: boxed jobs on an unbounded
-//! crossbeam-channel, results through a `oneshot` channel (two allocations per task).
+//! crossbeam-channel, results through a `oneshot` channel (two allocations per task). The rayon
+//! peer uses `ThreadPool::spawn` with the same `oneshot` for results (rayon's own `join`/`scope`
+//! are fork-join, not submit-and-wait); the tokio peer is `spawn_blocking` on a runtime limited
+//! to two blocking threads, joined with `block_on`.
 
 use std::hint::black_box;
 use std::thread::JoinHandle;
@@ -72,12 +75,40 @@ impl Drop for RawPool {
     }
 }
 
+fn rayon_pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(WORKERS)
+        .build()
+        .expect("rayon pool")
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(WORKERS)
+        .build()
+        .expect("tokio runtime")
+}
+
+fn rayon_spawn<T: Send + 'static>(
+    pool: &rayon::ThreadPool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> oneshot::Receiver<T> {
+    let (tx, rx) = oneshot::channel();
+    pool.spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx
+}
+
 fn submit_all_then_join_all(c: &mut Criterion) {
     let pool = ThreadPool::builder()
         .workers(WORKERS)
         .build()
         .expect("pool");
     let raw = RawPool::new(WORKERS);
+    let rayon = rayon_pool();
+    let tokio = tokio_runtime();
     let mut group = c.benchmark_group("thread/submit_all_join_all");
     group.throughput(Throughput::Elements(TASKS));
     group.bench_function(BenchmarkId::new("polyexec", TASKS), |b| {
@@ -98,6 +129,28 @@ fn submit_all_then_join_all(c: &mut Criterion) {
             }
         })
     });
+    group.bench_function(BenchmarkId::new("rayon_spawn", TASKS), |b| {
+        b.iter(|| {
+            let handles: Vec<_> = (0..TASKS)
+                .map(|i| rayon_spawn(&rayon, move || black_box(i) + 1))
+                .collect();
+            for h in handles {
+                black_box(h.recv().expect("task"));
+            }
+        })
+    });
+    group.bench_function(BenchmarkId::new("tokio_spawn_blocking", TASKS), |b| {
+        b.iter(|| {
+            let handles: Vec<_> = (0..TASKS)
+                .map(|i| tokio.spawn_blocking(move || black_box(i) + 1))
+                .collect();
+            tokio.block_on(async {
+                for h in handles {
+                    black_box(h.await.expect("task"));
+                }
+            })
+        })
+    });
     group.finish();
 }
 
@@ -107,6 +160,8 @@ fn lockstep(c: &mut Criterion) {
         .build()
         .expect("pool");
     let raw = RawPool::new(WORKERS);
+    let rayon = rayon_pool();
+    let tokio = tokio_runtime();
     let mut group = c.benchmark_group("thread/lockstep");
     group.bench_function("polyexec", |b| {
         b.iter(|| {
@@ -119,6 +174,20 @@ fn lockstep(c: &mut Criterion) {
         b.iter(|| {
             let x = black_box(1u64);
             raw.spawn(move || x + 1).recv().expect("task")
+        })
+    });
+    group.bench_function("rayon_spawn", |b| {
+        b.iter(|| {
+            let x = black_box(1u64);
+            rayon_spawn(&rayon, move || x + 1).recv().expect("task")
+        })
+    });
+    group.bench_function("tokio_spawn_blocking", |b| {
+        b.iter(|| {
+            let x = black_box(1u64);
+            tokio
+                .block_on(tokio.spawn_blocking(move || x + 1))
+                .expect("task")
         })
     });
     group.finish();

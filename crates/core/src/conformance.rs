@@ -45,6 +45,7 @@ macro_rules! conformance_suite {
             exactly_once_from_four_threads,
             async_and_sync_waiting,
             join_timeout_then_join,
+            exactly_once_random_mix,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -557,4 +558,169 @@ pub fn scratch_file(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = temp_dir();
     let path = dir.path().join(name);
     (dir, path)
+}
+
+/// One submission in [`exactly_once_random_mix`].
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// Returns its id.
+    Value,
+    /// Panics with a message naming its id.
+    Panic,
+    /// An async task that sleeps this many milliseconds, then returns its id.
+    Slow(u8),
+    /// Cancelled right after submission.
+    Cancel,
+    /// Waited for with a zero `join_timeout` first, then joined.
+    PollThenJoin,
+}
+
+fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => Just(Op::Value),
+        1 => Just(Op::Panic),
+        2 => (0u8..4).prop_map(Op::Slow),
+        1 => Just(Op::Cancel),
+        1 => Just(Op::PollThenJoin),
+    ]
+}
+
+/// Property: for random mixes of succeeding, panicking, slow, cancelled and polled tasks submitted
+/// from up to four threads, with a graceful or immediate shutdown at a random point, every handle
+/// resolves exactly once with an outcome its task allows, and outcomes add up to submissions.
+///
+/// Cases: `POLYEXEC_STRESS_CASES` (default 24).
+pub fn exactly_once_random_mix<E: Executor + 'static>(make: &dyn Fn() -> E) {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let cases = std::env::var("POLYEXEC_STRESS_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (
+        proptest::collection::vec(op_strategy(), 1..120),
+        1usize..=4,
+        proptest::option::of(0usize..120),
+        any::<bool>(),
+    );
+    runner
+        .run(&strategy, |(ops, threads, shutdown_at, now)| {
+            run_mix(make, &ops, threads, shutdown_at, now);
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn run_mix<E: Executor + 'static>(
+    make: &dyn Fn() -> E,
+    ops: &[Op],
+    threads: usize,
+    shutdown_at: Option<usize>,
+    now: bool,
+) {
+    let exec = Arc::new(make());
+    let ops: Arc<Vec<Op>> = Arc::new(ops.to_vec());
+    let shutdown_at = shutdown_at.filter(|&i| i < ops.len());
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let exec = Arc::clone(&exec);
+            let ops = Arc::clone(&ops);
+            std::thread::spawn(move || {
+                // Submit everything first, so tasks overlap each other and the shutdown.
+                let mut submitted = Vec::new();
+                let mut shut_by_me = false;
+                for (id, op) in ops.iter().enumerate().skip(t).step_by(threads) {
+                    if Some(id) == shutdown_at {
+                        if now {
+                            exec.shutdown_now();
+                        } else {
+                            exec.shutdown();
+                        }
+                        shut_by_me = true;
+                    }
+                    let id32 = id as u32;
+                    let mut handle = match *op {
+                        Op::Value | Op::Cancel | Op::PollThenJoin => exec.spawn(id32, |id: u32| id),
+                        Op::Panic => exec.spawn(id32, |id: u32| -> u32 { panic!("mix {id}") }),
+                        Op::Slow(ms) => {
+                            exec.spawn_async((id32, ms), |(id, ms): (u32, u8)| async move {
+                                crate::sleep(Duration::from_millis(u64::from(ms))).await;
+                                id
+                            })
+                        }
+                    };
+                    let cancelled = matches!(op, Op::Cancel) && handle.cancel();
+                    // Submitted by this thread before it began a graceful shutdown: such a task
+                    // must not be refused.
+                    let before_my_shutdown = shutdown_at.is_some() && !shut_by_me && {
+                        ops.iter()
+                            .enumerate()
+                            .skip(t)
+                            .step_by(threads)
+                            .any(|(i, _)| Some(i) == shutdown_at)
+                    };
+                    submitted.push((id, *op, cancelled, before_my_shutdown, handle));
+                }
+                submitted
+                    .into_iter()
+                    .map(|(id, op, cancelled, before, mut handle)| {
+                        let result = if matches!(op, Op::PollThenJoin) {
+                            match handle.join_timeout(Duration::ZERO) {
+                                Some(result) => result,
+                                None => handle.join_timeout(HANG).expect("task hung"),
+                            }
+                        } else {
+                            handle.join_timeout(HANG).expect("task hung")
+                        };
+                        (id, op, cancelled, before, result)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut resolved = 0usize;
+    let mut seen = HashSet::new();
+    for worker in workers {
+        for (id, op, cancelled, before_my_shutdown, result) in
+            worker.join().expect("submitter panicked")
+        {
+            resolved += 1;
+            assert!(seen.insert(id), "task {id} reported twice");
+            let shut = shutdown_at.is_some();
+            match (op, &result) {
+                (_, Ok(v)) => {
+                    assert_eq!(*v as usize, id, "task {id} got another task's value");
+                    assert!(!cancelled, "task {id} was cancelled but returned a value");
+                    assert!(!matches!(op, Op::Panic), "panicking task {id} returned");
+                }
+                (Op::Panic, Err(err)) if err.is_panic() => {
+                    assert_eq!(err.panic_message(), Some(&*format!("mix {id}")));
+                }
+                (_, Err(TaskError::Cancelled)) => assert!(cancelled, "task {id}: {result:?}"),
+                // Refused or dropped: only once a shutdown has begun, and a graceful shutdown
+                // never drops what was submitted before it.
+                (_, Err(TaskError::ShutDown)) => {
+                    assert!(shut, "task {id}: {result:?} without a shutdown");
+                    assert!(
+                        now || !before_my_shutdown,
+                        "task {id} submitted before a graceful shutdown was dropped"
+                    );
+                }
+                // An immediate shutdown may stop a running task by stopping its worker.
+                (_, Err(err)) if err.is_worker_lost() => {
+                    assert!(shut && now, "task {id}: {result:?}")
+                }
+                _ => panic!("task {id} ({op:?}): unexpected {result:?}"),
+            }
+        }
+    }
+    assert_eq!(resolved, ops.len());
+    exec.shutdown();
 }

@@ -147,7 +147,8 @@ pub struct MapOptions {
 }
 
 impl MapOptions {
-    /// Defaults: the backend's preferred chunk size, and eight chunks per worker in flight.
+    /// Defaults: the backend's preferred chunk size, and eight chunks per worker (at least 1024
+    /// inputs) in flight.
     pub fn new() -> Self {
         Self::default()
     }

@@ -48,6 +48,9 @@ where
             chunk_size
                 .saturating_mul(exec.workers().max(1))
                 .saturating_mul(8)
+                // At least 1024 inputs: enough that a worker never waits for the consumer to
+                // join the next result; still a fixed bound.
+                .max(1024)
         });
         Map {
             exec,
