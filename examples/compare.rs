@@ -531,7 +531,11 @@ fn measure_memory<E: Executor>(exec: &E, n: u64, quick: bool) -> Result<Memory, 
     let all_pending = handles.iter().all(|h| !h.is_finished());
     join_ok(handles)?;
     if !all_pending {
-        return Err("tasks finished before the sample: raise --mem-tasks' hold time".into());
+        return Err(
+            "some tasks finished before the sample was taken: the machine is too busy \
+                    to start them all in time"
+                .into(),
+        );
     }
 
     let (worker_processes, worker_rss_bytes_per_task) = match (rss_before, rss_during) {
