@@ -235,8 +235,14 @@ fn codec_error(stage: CodecStage, message: impl ToString) -> TaskError {
 fn decode_input<In: DeserializeOwned>(input: &[u8]) -> Result<In, TaskError> {
     match catch_task(|| protocol::decode::<In>(input)) {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(codec_error(CodecStage::DecodeInput, err)),
-        Err(panic) => Err(codec_error(CodecStage::DecodeInput, panic)),
+        Ok(Err(err)) => Err(codec_error(
+            CodecStage::DecodeInput,
+            protocol::describe::<In>(err),
+        )),
+        Err(panic) => Err(codec_error(
+            CodecStage::DecodeInput,
+            protocol::describe::<In>(panic),
+        )),
     }
 }
 
@@ -244,8 +250,14 @@ fn decode_input<In: DeserializeOwned>(input: &[u8]) -> Result<In, TaskError> {
 fn encode_output<Out: Serialize>(output: &Out, out: &mut Vec<u8>) -> Result<(), TaskError> {
     match catch_task(|| protocol::encode_into(output, out)) {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(codec_error(CodecStage::EncodeOutput, err)),
-        Err(panic) => Err(codec_error(CodecStage::EncodeOutput, panic)),
+        Ok(Err(err)) => Err(codec_error(
+            CodecStage::EncodeOutput,
+            protocol::describe::<Out>(err),
+        )),
+        Err(panic) => Err(codec_error(
+            CodecStage::EncodeOutput,
+            protocol::describe::<Out>(panic),
+        )),
     }
 }
 

@@ -90,8 +90,14 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
             // A `Deserialize` impl that panics fails this task, not the reader thread.
             match polyexec_core::catch_task(|| protocol::decode::<T>(payload)) {
                 Ok(Ok(value)) => Ok(value),
-                Ok(Err(err)) => Err(codec(CodecStage::DecodeOutput, err)),
-                Err(panic) => Err(codec(CodecStage::DecodeOutput, panic)),
+                Ok(Err(err)) => Err(codec(
+                    CodecStage::DecodeOutput,
+                    protocol::describe::<T>(err),
+                )),
+                Err(panic) => Err(codec(
+                    CodecStage::DecodeOutput,
+                    protocol::describe::<T>(panic),
+                )),
             }
         } else {
             Err(protocol::decode::<TaskError>(payload).unwrap_or_else(|err| {
@@ -298,7 +304,10 @@ impl Shared {
         let mut frame = Vec::with_capacity(64);
         let start = protocol::begin_run(&mut frame, id, addr);
         if let Err(err) = protocol::encode_into(input, &mut frame) {
-            return TaskHandle::ready(Err(codec(CodecStage::EncodeInput, err)));
+            return TaskHandle::ready(Err(codec(
+                CodecStage::EncodeInput,
+                protocol::describe::<In>(err),
+            )));
         }
         if !protocol::end_frame(&mut frame, start) {
             return TaskHandle::ready(Err(codec(

@@ -102,6 +102,12 @@ pub(crate) enum CodecError {
     Trailing(usize),
 }
 
+/// A codec failure's message, naming the type: postcard keeps no custom message of a failing
+/// `Serialize` or `Deserialize` impl, so the type is often the most useful part.
+pub(crate) fn describe<T: ?Sized>(err: impl std::fmt::Display) -> String {
+    format!("{err} (type `{}`)", std::any::type_name::<T>())
+}
+
 /// Appends the postcard encoding of `value` to `out`.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
