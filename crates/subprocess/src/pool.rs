@@ -100,9 +100,11 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
                 )),
             }
         } else {
-            Err(protocol::decode::<TaskError>(payload).unwrap_or_else(|err| {
-                TaskError::Transport(format!("could not decode the worker's error: {err}"))
-            }))
+            Err(
+                protocol::decode::<TaskError>(payload).unwrap_or_else(|err| {
+                    TaskError::Transport(format!("could not decode the worker's error: {err}"))
+                }),
+            )
         };
         (*self).resolve(result);
     }
@@ -605,9 +607,7 @@ impl Shared {
 
     /// Resolves timed-out tasks and kills their workers; returns the next deadline.
     fn expire_deadlines(&self) -> Option<Instant> {
-        let Some(limit) = self.config.timeout else {
-            return None;
-        };
+        let limit = self.config.timeout?;
         let mut fired = Vec::new();
         let mut kills = Vec::new();
         let next = {
@@ -700,11 +700,8 @@ impl Shared {
         let mut done: Vec<(Box<dyn Complete>, bool, Range<usize>)> = Vec::new();
         let mut jobs = Vec::new();
         let timed = self.config.timeout.is_some();
-        loop {
-            match reader.fill(&mut &conn.stream) {
-                Ok(true) => {}
-                Ok(false) | Err(_) => break,
-            }
+        // Until end of stream (the worker exited or was killed) or a read error.
+        while let Ok(true) = reader.fill(&mut &conn.stream) {
             let mut kill = false;
             let mut broken = false;
             {
@@ -792,11 +789,7 @@ impl Shared {
                     pending.push((retry, slot));
                 }
             }
-            let wake_at = pending
-                .iter()
-                .map(|&(at, _)| at)
-                .chain(next_deadline)
-                .min();
+            let wake_at = pending.iter().map(|&(at, _)| at).chain(next_deadline).min();
             let command = match wake_at {
                 Some(at) => {
                     match commands.recv_timeout(at.saturating_duration_since(Instant::now())) {
@@ -869,8 +862,7 @@ impl Shared {
                 let (retry, message) = {
                     let mut core = self.lock();
                     core.failures_in_row += 1;
-                    if core.broken.is_none()
-                        && core.failures_in_row >= self.config.crash_loop_limit
+                    if core.broken.is_none() && core.failures_in_row >= self.config.crash_loop_limit
                     {
                         core.broken = Some(format!(
                             "the pool stopped taking tasks: {} worker processes in a row failed \
@@ -1174,7 +1166,10 @@ impl fmt::Debug for ProcessPool {
         let core = self.shared.lock();
         f.debug_struct("ProcessPool")
             .field("workers", &self.shared.size)
-            .field("live", &core.slots.iter().filter(|s| s.conn.is_some()).count())
+            .field(
+                "live",
+                &core.slots.iter().filter(|s| s.conn.is_some()).count(),
+            )
             .field("queued", &core.queue.len())
             .field("tasks", &core.tasks.len())
             .field("state", &core.state)
@@ -1375,7 +1370,9 @@ impl ProcessPoolBuilder {
         let handle = thread::Builder::new()
             .name("polyexec-subprocess-supervisor".into())
             .spawn(move || supervisor_shared.supervise(&commands, started_tx))
-            .map_err(|e| BuildError::Start(format!("could not start the supervisor thread: {e}")))?;
+            .map_err(|e| {
+                BuildError::Start(format!("could not start the supervisor thread: {e}"))
+            })?;
         *relock(shared.supervisor.lock()) = Some(handle);
         match started_rx.recv() {
             Ok(Ok(())) => Ok(ProcessPool { shared }),

@@ -261,9 +261,7 @@ fn early_exit(status: WorkerExit, err: Option<io::Error>) -> StartError {
 
 /// Waits up to `grace` for the worker to exit on its own, then kills it, and reaps it.
 pub(crate) fn reap(child: &mut Child, pidfd: &OwnedFd, grace: Duration) -> WorkerExit {
-    if !grace.is_zero() && !wait_exit(pidfd, grace) {
-        let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
-    } else if grace.is_zero() {
+    if grace.is_zero() || !wait_exit(pidfd, grace) {
         let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
     }
     loop {

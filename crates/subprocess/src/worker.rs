@@ -199,7 +199,10 @@ impl Shared {
     }
 
     fn cancel(&self, id: u64) {
-        let mut cancelled = self.cancelled.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cancelled = self
+            .cancelled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         cancelled.insert(id);
         self.any_cancelled.store(true, Ordering::Release);
     }
@@ -209,7 +212,10 @@ impl Shared {
         if !self.any_cancelled.load(Ordering::Acquire) {
             return false;
         }
-        let mut cancelled = self.cancelled.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cancelled = self
+            .cancelled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let found = cancelled.remove(&id);
         if cancelled.is_empty() {
             self.any_cancelled.store(false, Ordering::Release);

@@ -23,6 +23,9 @@ fn abort_loses_that_task_only() {
     }
     let replacement = pool.spawn((), |()| std::process::id()).join().unwrap();
     assert_ne!(first, replacement);
-    assert!(!common::process_exists(first), "the dead worker was not reaped");
+    assert!(
+        !common::process_exists(first),
+        "the dead worker was not reaped"
+    );
     pool.shutdown();
 }

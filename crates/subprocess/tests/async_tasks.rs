@@ -18,16 +18,19 @@ fn async_tasks_interleave_in_one_worker() {
     let n = 20u32;
     let handles: Vec<_> = (0..n)
         .map(|i| {
-            pool.spawn_async((base.clone(), i, n), |(base, i, n): (String, u32, u32)| async move {
-                if i + 1 < n {
-                    let wait_for = format!("{base}/{}", i + 1);
-                    while !std::path::Path::new(&wait_for).exists() {
-                        polyexec_core::sleep(Duration::from_millis(2)).await;
+            pool.spawn_async(
+                (base.clone(), i, n),
+                |(base, i, n): (String, u32, u32)| async move {
+                    if i + 1 < n {
+                        let wait_for = format!("{base}/{}", i + 1);
+                        while !std::path::Path::new(&wait_for).exists() {
+                            polyexec_core::sleep(Duration::from_millis(2)).await;
+                        }
                     }
-                }
-                std::fs::write(format!("{base}/{i}"), b"").unwrap();
-                (i, std::process::id())
-            })
+                    std::fs::write(format!("{base}/{i}"), b"").unwrap();
+                    (i, std::process::id())
+                },
+            )
         })
         .collect();
     let results: Vec<(u32, u32)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -51,7 +54,7 @@ fn async_and_blocking_mix_and_errors_stay_per_task() {
         })
         .collect();
     let blocking = pool.spawn_all(0..50u64, |i: u64| i + 1);
-    let panicking = pool.spawn_async((), |()| async {
+    let panicking: polyexec_core::TaskHandle<()> = pool.spawn_async((), |()| async {
         polyexec_core::sleep(Duration::from_millis(1)).await;
         panic!("async boom");
     });
@@ -61,6 +64,6 @@ fn async_and_blocking_mix_and_errors_stay_per_task() {
     for (i, h) in blocking.into_iter().enumerate() {
         assert_eq!(h.join(), Ok(i as u64 + 1));
     }
-    let err: TaskError = panicking.join().map(|()| ()).unwrap_err();
+    let err: TaskError = panicking.join().unwrap_err();
     assert_eq!(err.panic_message(), Some("async boom"));
 }

@@ -18,8 +18,14 @@ fn cancel_running_task_kills_and_replaces_its_worker() {
     assert!(running.cancel());
     assert_eq!(running.join(), Err(TaskError::Cancelled));
     let second = pool.spawn((), |()| std::process::id()).join().unwrap();
-    assert_ne!(first, second, "the worker running the cancelled task lives on");
-    assert!(!common::process_exists(first), "the killed worker was not reaped");
+    assert_ne!(
+        first, second,
+        "the worker running the cancelled task lives on"
+    );
+    assert!(
+        !common::process_exists(first),
+        "the killed worker was not reaped"
+    );
     assert_eq!(pool.spawn(9u8, |x: u8| x).join(), Ok(9));
 }
 

@@ -55,7 +55,10 @@ fn each_stage_is_reported() {
     let pid = pool.spawn((), |()| std::process::id()).join().unwrap();
 
     let h = pool.spawn(NoSer, |_: NoSer| 1u8);
-    assert!(h.is_finished(), "an input that cannot be encoded fails at once");
+    assert!(
+        h.is_finished(),
+        "an input that cannot be encoded fails at once"
+    );
     let (s, m) = stage(h.join().unwrap_err());
     assert_eq!(s, CodecStage::EncodeInput);
     assert!(m.contains("NoSer"), "{m}");
@@ -72,7 +75,11 @@ fn each_stage_is_reported() {
     assert_eq!(s, CodecStage::DecodeOutput);
     assert!(m.contains("NoDe"), "{m}");
 
-    let (s, _) = stage(pool.spawn_async((), |()| async { NoSer }).join().unwrap_err());
+    let (s, _) = stage(
+        pool.spawn_async((), |()| async { NoSer })
+            .join()
+            .unwrap_err(),
+    );
     assert_eq!(s, CodecStage::EncodeOutput);
 
     // None of it cost the worker.

@@ -34,7 +34,11 @@ fn initializer_runs_in_every_worker_including_replacements() {
     assert_eq!(pool.spawn((), count).join(), Ok(1));
     let crash = pool.spawn((), |()| -> u8 { std::process::abort() });
     assert!(crash.join().unwrap_err().is_worker_lost());
-    assert_eq!(pool.spawn((), count).join(), Ok(1), "replacement initialized");
+    assert_eq!(
+        pool.spawn((), count).join(),
+        Ok(1),
+        "replacement initialized"
+    );
     // Closures that capture nothing work too.
     let pool = ProcessPool::builder()
         .workers(1)

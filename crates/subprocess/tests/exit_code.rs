@@ -10,7 +10,10 @@ use polyexec_core::{Executor, TaskError, WorkerExit};
 fn exit_code_is_reported() {
     let pool = common::pool(2);
     let crash = pool.spawn(3i32, |code: i32| -> u8 { std::process::exit(code) });
-    assert_eq!(crash.join(), Err(TaskError::WorkerLost(WorkerExit::Code(3))));
+    assert_eq!(
+        crash.join(),
+        Err(TaskError::WorkerLost(WorkerExit::Code(3)))
+    );
     let results: Vec<u32> = pool
         .map(0..1000u32, |x: u32| x)
         .collect::<Result<_, _>>()
@@ -19,7 +22,10 @@ fn exit_code_is_reported() {
     // Many deaths in a row of workers that did start a task are no crash loop.
     for _ in 0..8 {
         let crash = pool.spawn(0i32, |code: i32| -> u8 { std::process::exit(code) });
-        assert_eq!(crash.join(), Err(TaskError::WorkerLost(WorkerExit::Code(0))));
+        assert_eq!(
+            crash.join(),
+            Err(TaskError::WorkerLost(WorkerExit::Code(0)))
+        );
     }
     assert_eq!(pool.spawn(1u8, |x: u8| x).join(), Ok(1));
 }

@@ -37,7 +37,10 @@ fn build_in_unhooked_worker_is_refused() {
         return; // only meaningful in the child started below
     }
     let err = ProcessPool::builder().workers(1).build().unwrap_err();
-    assert!(err.to_string().contains("started as a polyexec worker"), "{err}");
+    assert!(
+        err.to_string().contains("started as a polyexec worker"),
+        "{err}"
+    );
     assert!(err.to_string().contains("polyexec::init()"), "{err}");
     assert!(common::children().is_empty());
 }
@@ -46,7 +49,11 @@ fn build_in_unhooked_worker_is_refused() {
 fn worker_mode_program_without_hook_is_refused() {
     let _one_at_a_time = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "build_in_unhooked_worker_is_refused", "--test-threads=1"])
+        .args([
+            "--exact",
+            "build_in_unhooked_worker_is_refused",
+            "--test-threads=1",
+        ])
         .env("POLYEXEC_WORKER", std::process::id().to_string())
         .status()
         .unwrap();

@@ -11,7 +11,10 @@ fn pool_inside_a_worker_is_refused() {
     let pool = common::pool(1);
     let message = pool
         .spawn((), |()| {
-            match polyexec_subprocess::ProcessPool::builder().workers(1).build() {
+            match polyexec_subprocess::ProcessPool::builder()
+                .workers(1)
+                .build()
+            {
                 Ok(_) => "built a pool inside a worker".to_owned(),
                 Err(err) => err.to_string(),
             }
@@ -30,5 +33,8 @@ fn pool_inside_a_worker_is_refused() {
         })
         .join()
         .unwrap();
-    assert!(status, "the worker's environment is inherited by its children");
+    assert!(
+        status,
+        "the worker's environment is inherited by its children"
+    );
 }

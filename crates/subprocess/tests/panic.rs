@@ -39,6 +39,9 @@ fn panic_gives_message_and_location_and_the_worker_survives() {
         })
         .join()
         .unwrap_err();
-    assert!(err.panic_message().unwrap().contains("async assertion"), "{err}");
+    assert!(
+        err.panic_message().unwrap().contains("async assertion"),
+        "{err}"
+    );
     assert_eq!(pool.spawn((), |()| std::process::id()).join(), Ok(before));
 }

@@ -5,8 +5,12 @@ polyexec_subprocess::test_hook!();
 use polyexec_core::{Executor, TaskError};
 
 fn run_everywhere<E: Executor>(exec: &E) -> (String, Vec<u64>, Result<u8, TaskError>) {
-    let describe = |(name, n): (String, u32)| format!("{name} has {} letters", name.len() + n as usize);
-    let text = exec.spawn(("polyexec".to_string(), 0), describe).join().unwrap();
+    let describe =
+        |(name, n): (String, u32)| format!("{name} has {} letters", name.len() + n as usize);
+    let text = exec
+        .spawn(("polyexec".to_string(), 0), describe)
+        .join()
+        .unwrap();
     let squares = exec
         .map(1..=5u64, |x: u64| x * x)
         .collect::<Result<Vec<_>, _>>()
@@ -22,7 +26,10 @@ fn run_everywhere<E: Executor>(exec: &E) -> (String, Vec<u64>, Result<u8, TaskEr
 
 #[test]
 fn same_results_on_threads_and_processes() {
-    let threads = polyexec_thread::ThreadPool::builder().workers(2).build().unwrap();
+    let threads = polyexec_thread::ThreadPool::builder()
+        .workers(2)
+        .build()
+        .unwrap();
     let processes = polyexec_subprocess::ProcessPool::builder()
         .workers(2)
         .build()

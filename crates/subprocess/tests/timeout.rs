@@ -53,9 +53,6 @@ fn async_task_over_the_limit_is_dropped_and_its_worker_lives() {
 #[test]
 fn tasks_within_the_limit_are_unaffected() {
     let pool = pool(2);
-    let sum: u64 = pool
-        .map(0..10_000u64, |x: u64| x)
-        .map(Result::unwrap)
-        .sum();
+    let sum: u64 = pool.map(0..10_000u64, |x: u64| x).map(Result::unwrap).sum();
     assert_eq!(sum, 49_995_000);
 }
