@@ -88,8 +88,8 @@ pub mod thread {
 /// The subprocess backend: [`ProcessPool`](subprocess::ProcessPool), a pool of worker processes
 /// that are this program started again.
 ///
-/// Programs using it call [`init`](crate::init) first thing in `main`; test files contain
-/// [`test_hook!`](crate::test_hook). See the backend's crate documentation for what it contains
+/// Programs using it call [`init`] first thing in `main`; test files contain
+/// [`test_hook!`]. See the backend's crate documentation for what it contains
 /// (crashes, time limits) and what it costs (serialization, a message per hand-over).
 ///
 /// # Examples
