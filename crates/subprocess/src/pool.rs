@@ -636,11 +636,12 @@ impl Shared {
             }
             core.deadlines.peek().map(|d| d.0.0)
         };
+        // Killed first: the task cannot go on running once its handle says it timed out.
+        for conn in &kills {
+            process::kill(&conn.pidfd);
+        }
         for completer in fired {
             deliver(|| completer.fail(TaskError::TimedOut(limit)));
-        }
-        for conn in kills {
-            process::kill(&conn.pidfd);
         }
         next
     }
@@ -929,11 +930,15 @@ impl Shared {
                 Self::claim_writes(&mut core, &mut jobs);
             }
         }
-        // Resolves every dropped handle with `ShutDown`.
-        drop(dropped);
-        for conn in kills {
+        for conn in &kills {
             process::kill(&conn.pidfd);
         }
+        // Only once the workers are dead: no task they held can run after its handle resolved.
+        for conn in &kills {
+            process::wait_exit(&conn.pidfd, EXIT_GRACE);
+        }
+        // Resolves every dropped handle with `ShutDown`.
+        drop(dropped);
         self.write(&mut jobs);
 
         let _finish = relock(self.finish.lock());

@@ -274,7 +274,7 @@ pub(crate) fn reap(child: &mut Child, pidfd: &OwnedFd, grace: Duration) -> Worke
 }
 
 /// `true` once the process behind `pidfd` has exited, waiting at most `timeout`.
-fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
+pub(crate) fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let now = Instant::now();

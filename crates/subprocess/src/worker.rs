@@ -1,25 +1,29 @@
 //! The worker process: greets its parent, then runs tasks until told to exit.
 //!
-//! Two threads. The *reader* reads frames from the parent and queues them, and records
-//! cancellations as they arrive, so a cancel is seen even while a task runs. The *executor* (the
-//! thread that called [`crate::init`]) runs a local async executor: async tasks interleave on it,
-//! blocking tasks run on it to completion one at a time. Every task's code runs only after a
-//! `STARTED` frame for it has been written, so when a worker dies the parent knows exactly which
-//! of its tasks had started.
+//! One thread, the one that called [`crate::init`], runs a local async executor: async tasks
+//! interleave on it, blocking tasks run on it to completion one at a time. It reads the channel
+//! itself (through the async-io reactor when idle, and between tasks), so a task reaches it with
+//! no hand-over between threads. Cancellations read between tasks drop queued tasks before they
+//! start; a running blocking task is stopped by the parent killing the worker. Every task's code
+//! runs only after a `STARTED` frame for it has been written, so when a worker dies the parent
+//! knows exactly which of its tasks had started.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::future::poll_fn;
+use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_executor::{LocalExecutor, Task};
+use async_io::Async;
 use polyexec_core::TaskError;
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::SendFlags;
 use rustix::process::{Pid, Signal};
 
 use crate::entry::{Key, Kind};
@@ -102,18 +106,10 @@ fn serve(parent: Pid) -> i32 {
         return EXIT_SETUP_FAILED;
     }
 
-    let shared = Arc::new(Shared::default());
-    let Ok(read_half) = stream.try_clone() else {
+    let Ok(stream) = Async::new(stream) else {
         return EXIT_SETUP_FAILED;
     };
-    let reader_shared = Arc::clone(&shared);
-    let spawned = std::thread::Builder::new()
-        .name("polyexec-worker-reader".into())
-        .spawn(move || read_loop(read_half, &reader_shared));
-    if spawned.is_err() {
-        return EXIT_SETUP_FAILED;
-    }
-    execute(&stream, &key, &shared, hello.timeout);
+    execute(stream, &key, hello.timeout);
     0
 }
 
@@ -134,171 +130,144 @@ fn refuse(stream: &UnixStream, reason: &str) {
     let _ = protocol::send_all(stream.as_fd(), &[&frame]);
 }
 
-/// A message from the reader thread to the executor.
-enum Msg {
-    Run(Vec<u8>),
-    Cancel(u64),
-    Exit,
+/// The worker's end of the channel. Used by the executor thread only: reading happens between
+/// tasks (and while a write waits for room), so no other thread and no hand-over is involved.
+struct Channel {
+    stream: Async<UnixStream>,
+    reader: RefCell<FrameReader>,
+    out: RefCell<Vec<u8>>,
+    /// `RUN` bodies read and not yet started, in arrival order.
+    pending: RefCell<VecDeque<Vec<u8>>>,
+    /// Running async tasks, for cancellation.
+    live: RefCell<HashMap<u64, Task<()>>>,
+    exiting: Cell<bool>,
+    /// Wakes the main loop when the last async task finishes during exit.
+    idle_waker: RefCell<Option<Waker>>,
 }
 
-#[derive(Default)]
-struct Inbox {
-    msgs: VecDeque<Msg>,
-    /// Set to wake the executor with no message (an async task finished while exiting).
-    poked: bool,
-    waker: Option<Waker>,
-}
-
-/// State shared by the two threads of a worker.
-#[derive(Default)]
-struct Shared {
-    inbox: Mutex<Inbox>,
-    /// Tasks cancelled by the parent that may not have started yet.
-    cancelled: Mutex<HashSet<u64>>,
-    /// `true` while `cancelled` may be non-empty: spares a lock per task when nothing is.
-    any_cancelled: AtomicBool,
-}
-
-impl Shared {
-    fn push(&self, msgs: &mut Vec<Msg>) {
-        let waker = {
-            let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
-            inbox.msgs.extend(msgs.drain(..));
-            inbox.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    fn poke(&self) {
-        let waker = {
-            let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
-            inbox.poked = true;
-            inbox.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    /// Waits for messages (or a poke) and moves them all into `batch`.
-    async fn next_batch(&self, batch: &mut VecDeque<Msg>) {
-        poll_fn(|cx| {
-            let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
-            if !inbox.msgs.is_empty() || inbox.poked {
-                inbox.poked = false;
-                std::mem::swap(&mut inbox.msgs, batch);
-                Poll::Ready(())
-            } else {
-                inbox.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await;
-    }
-
-    fn cancel(&self, id: u64) {
-        let mut cancelled = self
-            .cancelled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        cancelled.insert(id);
-        self.any_cancelled.store(true, Ordering::Release);
-    }
-
-    /// Whether `id` was cancelled, forgetting it.
-    fn take_cancelled(&self, id: u64) -> bool {
-        if !self.any_cancelled.load(Ordering::Acquire) {
-            return false;
-        }
-        let mut cancelled = self
-            .cancelled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let found = cancelled.remove(&id);
-        if cancelled.is_empty() {
-            self.any_cancelled.store(false, Ordering::Release);
-        }
-        found
-    }
-}
-
-/// The reader thread: frames from the parent into the inbox. End of stream means the parent is
-/// gone (or closed the channel): nobody can receive results any more, so the worker exits.
-fn read_loop(mut stream: UnixStream, shared: &Shared) {
-    let mut reader = FrameReader::new();
-    let mut msgs = Vec::new();
-    loop {
-        match reader.fill(&mut stream) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => std::process::exit(0),
-        }
+impl Channel {
+    /// Reads whatever has arrived, without blocking, and acts on it: `RUN` frames are queued,
+    /// `CANCEL` drops a queued task or a running async task, `EXIT` starts the exit. End of
+    /// stream means the parent is gone: nobody can receive results, so the worker exits.
+    fn drain(&self) {
         loop {
+            let filled = self.reader.borrow_mut().fill(&mut self.stream.get_ref());
+            match filled {
+                Ok(true) => self.parse(),
+                Ok(false) => std::process::exit(0),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => std::process::exit(0),
+            }
+        }
+    }
+
+    fn parse(&self) {
+        loop {
+            let mut reader = self.reader.borrow_mut();
             let frame = match reader.next_frame() {
                 Ok(Some(frame)) => frame,
-                Ok(None) => break,
+                Ok(None) => return,
                 Err(_) => std::process::exit(EXIT_SETUP_FAILED),
             };
             let body = reader.body(&frame);
             match frame.tag {
-                protocol::RUN => msgs.push(Msg::Run(body.to_vec())),
-                protocol::CANCEL => match protocol::split_id(body) {
-                    Some((id, _)) => {
-                        // Recorded here at once, so a task queued behind a running one is
-                        // skipped; the message then lets the executor drop a running async task.
-                        shared.cancel(id);
-                        msgs.push(Msg::Cancel(id));
-                    }
-                    None => std::process::exit(EXIT_SETUP_FAILED),
-                },
-                protocol::EXIT => msgs.push(Msg::Exit),
+                protocol::RUN => self.pending.borrow_mut().push_back(body.to_vec()),
+                protocol::CANCEL => {
+                    let Some((id, _)) = protocol::split_id(body) else {
+                        std::process::exit(EXIT_SETUP_FAILED);
+                    };
+                    drop(reader);
+                    self.cancel(id);
+                }
+                protocol::EXIT => self.exiting.set(true),
                 _ => std::process::exit(EXIT_SETUP_FAILED),
             }
         }
-        if !msgs.is_empty() {
-            shared.push(&mut msgs);
+    }
+
+    /// A `CANCEL` frame. Its `RUN` came first on the stream, so the task is queued here, running
+    /// as an async task, or finished (then there is nothing to do). It cannot be a running
+    /// blocking task: frames are read between tasks; the parent kills the worker for those.
+    fn cancel(&self, id: u64) {
+        let queued = {
+            let mut pending = self.pending.borrow_mut();
+            let position = pending
+                .iter()
+                .position(|body| protocol::split_id(body).is_some_and(|(run, _)| run == id));
+            position.and_then(|i| pending.remove(i)).is_some()
+        };
+        let running = self.live.borrow_mut().remove(&id);
+        if queued || running.is_some() {
+            drop(running);
+            protocol::push_error(&mut self.out.borrow_mut(), id, &TaskError::Cancelled);
         }
     }
-}
 
-/// Frames to the parent, written by the executor thread only.
-struct Output<'a> {
-    buf: RefCell<Vec<u8>>,
-    stream: &'a UnixStream,
-}
-
-impl Output<'_> {
+    /// Writes every pending output frame, blocking if the parent is slow to read; while blocked,
+    /// keeps reading, so a parent blocked writing to us is never deadlocked against us.
     fn flush(&self) {
-        let mut buf = self.buf.borrow_mut();
-        if buf.is_empty() {
-            return;
+        loop {
+            let mut buf = std::mem::take(&mut *self.out.borrow_mut());
+            if buf.is_empty() {
+                *self.out.borrow_mut() = buf;
+                return;
+            }
+            self.send(&buf);
+            buf.clear();
+            let mut out = self.out.borrow_mut();
+            if out.is_empty() {
+                if buf.capacity() > 16 << 20 {
+                    buf.shrink_to(64 << 10);
+                }
+                *out = buf;
+                return;
+            }
+            // Frames added while sending (cancellations read meanwhile): send them next.
+            drop(out);
         }
-        if protocol::send_all(self.stream.as_fd(), &[&buf[..]]).is_err() {
-            // The parent is gone: nobody wants the results.
-            std::process::exit(0);
-        }
-        buf.clear();
-        if buf.capacity() > 16 << 20 {
-            buf.shrink_to(64 << 10);
+    }
+
+    fn send(&self, mut bytes: &[u8]) {
+        let fd = self.stream.get_ref().as_fd();
+        while !bytes.is_empty() {
+            match rustix::net::send(fd, bytes, SendFlags::NOSIGNAL) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    let mut fds = [PollFd::new(&fd, PollFlags::IN | PollFlags::OUT)];
+                    match rustix::event::poll(&mut fds, None) {
+                        Ok(_) => {
+                            let ready = fds[0].revents();
+                            if ready.intersects(PollFlags::IN | PollFlags::HUP) {
+                                self.drain();
+                            }
+                        }
+                        Err(rustix::io::Errno::INTR) => {}
+                        Err(_) => std::process::exit(0),
+                    }
+                }
+                // The parent is gone: nobody wants the results.
+                Err(_) => std::process::exit(0),
+            }
         }
     }
 
     fn push_error(&self, id: u64, err: &TaskError) {
-        protocol::push_error(&mut self.buf.borrow_mut(), id, err);
+        protocol::push_error(&mut self.out.borrow_mut(), id, err);
     }
 
     /// Announces that `id` is about to run and makes sure the parent has the news before any of
     /// the task's code (including its input's `Deserialize`) runs.
     fn started(&self, id: u64) {
-        protocol::push_id_frame(&mut self.buf.borrow_mut(), protocol::STARTED, id);
+        protocol::push_id_frame(&mut self.out.borrow_mut(), protocol::STARTED, id);
         self.flush();
     }
 
     fn push_output(&self, id: u64, output: Result<Vec<u8>, TaskError>) {
         match output {
             Ok(bytes) => {
-                let mut buf = self.buf.borrow_mut();
+                let mut buf = self.out.borrow_mut();
                 let start = protocol::begin_frame(&mut buf, protocol::DONE_OK);
                 buf.extend_from_slice(&id.to_le_bytes());
                 buf.extend_from_slice(&bytes);
@@ -314,13 +283,11 @@ impl Output<'_> {
 
     /// Runs a blocking trampoline, encoding its output straight into the output buffer.
     fn run_blocking(&self, id: u64, f: crate::entry::BlockingFn, input: &[u8]) {
-        // Taken out of the cell while the task runs: nothing else touches it meanwhile, and no
-        // borrow is held across user code.
-        let mut buf = std::mem::take(&mut *self.buf.borrow_mut());
+        // Taken out of the cell while the task runs: no borrow is held across user code.
+        let mut buf = std::mem::take(&mut *self.out.borrow_mut());
         let start = protocol::begin_frame(&mut buf, protocol::DONE_OK);
         buf.extend_from_slice(&id.to_le_bytes());
-        let result = f(input, &mut buf);
-        let result = match result {
+        let result = match f(input, &mut buf) {
             Ok(()) if protocol::end_frame(&mut buf, start) => Ok(()),
             Ok(()) => Err(too_large()),
             Err(err) => Err(err),
@@ -329,7 +296,17 @@ impl Output<'_> {
             buf.truncate(start);
             protocol::push_error(&mut buf, id, &err);
         }
-        *self.buf.borrow_mut() = buf;
+        let mut out = self.out.borrow_mut();
+        buf.extend_from_slice(&out);
+        *out = buf;
+    }
+
+    fn wake_if_idle(&self) {
+        if self.exiting.get() && self.live.borrow().is_empty() {
+            if let Some(waker) = self.idle_waker.borrow_mut().take() {
+                waker.wake();
+            }
+        }
     }
 }
 
@@ -340,98 +317,104 @@ fn too_large() -> TaskError {
     }
 }
 
+/// After a task that ran at least this long, the worker reads the channel again before starting
+/// the next one, so a cancel sent meanwhile is seen in time.
+const DRAIN_AFTER: Duration = Duration::from_micros(50);
+
 /// The executor thread's loop; returns once told to exit and every task has finished.
-fn execute(stream: &UnixStream, key: &Key, shared: &Shared, timeout: Option<Duration>) {
-    let out = Output {
-        buf: RefCell::new(Vec::with_capacity(64 << 10)),
+fn execute(stream: Async<UnixStream>, key: &Key, timeout: Option<Duration>) {
+    let chan = Channel {
         stream,
+        reader: RefCell::new(FrameReader::new()),
+        out: RefCell::new(Vec::with_capacity(64 << 10)),
+        pending: RefCell::new(VecDeque::new()),
+        live: RefCell::new(HashMap::new()),
+        exiting: Cell::new(false),
+        idle_waker: RefCell::new(None),
     };
-    // Running async tasks, for cancellation.
-    let live: RefCell<HashMap<u64, Task<()>>> = RefCell::new(HashMap::new());
-    let exiting = std::cell::Cell::new(false);
-    // Declared last so it is dropped first: its tasks borrow the state above.
+    // Declared last so it is dropped first: its tasks borrow `chan`.
     let ex = LocalExecutor::new();
     let main = async {
-        let mut batch = VecDeque::new();
         loop {
-            out.flush();
-            if exiting.get() && live.borrow().is_empty() {
-                return;
-            }
-            shared.next_batch(&mut batch).await;
-            while let Some(msg) = batch.pop_front() {
-                match msg {
-                    Msg::Run(body) => {
-                        let Some(run) = protocol::parse_run(&body) else {
-                            std::process::exit(EXIT_SETUP_FAILED);
-                        };
-                        let id = run.id;
-                        if shared.take_cancelled(id) {
-                            out.push_error(id, &TaskError::Cancelled);
-                            continue;
-                        }
-                        out.started(id);
-                        match run.addr.kind {
-                            Kind::Blocking => match key.resolve_blocking(run.addr) {
-                                Ok(f) => out.run_blocking(id, f, run.input),
-                                Err(err) => out.push_error(id, &err),
-                            },
-                            Kind::Async => {
-                                let future = key.resolve_async(run.addr).and_then(|f| f(run.input));
-                                let future = match future {
-                                    Ok(future) => future,
-                                    Err(err) => {
-                                        out.push_error(id, &err);
-                                        continue;
-                                    }
-                                };
-                                let (out, live, exiting) = (&out, &live, &exiting);
-                                let task = ex.spawn(async move {
-                                    let result = match timeout {
-                                        Some(limit) => {
-                                            futures_lite::future::or(future, async move {
-                                                async_io::Timer::after(limit).await;
-                                                Err(TaskError::TimedOut(limit))
-                                            })
-                                            .await
-                                        }
-                                        None => future.await,
-                                    };
-                                    out.push_output(id, result);
-                                    out.flush();
-                                    if let Some(task) = live.borrow_mut().remove(&id) {
-                                        // Our own handle: detaching does not cancel us.
-                                        task.detach();
-                                    }
-                                    if exiting.get() && live.borrow().is_empty() {
-                                        shared.poke();
-                                    }
-                                });
-                                live.borrow_mut().insert(id, task);
-                            }
-                            Kind::Init => out.push_error(
-                                id,
-                                &TaskError::Transport("an initializer is not a task".into()),
-                            ),
-                        }
-                    }
-                    Msg::Cancel(id) => {
-                        // Forget the record whatever happens: the task either ran already, was
-                        // skipped, or is a running async task dropped now.
-                        shared.take_cancelled(id);
-                        let task = live.borrow_mut().remove(&id);
-                        if let Some(task) = task {
-                            drop(task);
-                            out.push_error(id, &TaskError::Cancelled);
-                        }
-                    }
-                    Msg::Exit => exiting.set(true),
+            chan.drain();
+            let mut last_drain = Instant::now();
+            loop {
+                let Some(body) = chan.pending.borrow_mut().pop_front() else {
+                    break;
+                };
+                run(&chan, &ex, key, timeout, &body);
+                if last_drain.elapsed() >= DRAIN_AFTER {
+                    chan.drain();
+                    last_drain = Instant::now();
                 }
             }
-            // Let the async tasks that were woken meanwhile make progress.
-            futures_lite::future::yield_now().await;
+            chan.flush();
+            if chan.exiting.get() && chan.live.borrow().is_empty() {
+                return;
+            }
+            // Wait for frames, letting the async tasks run meanwhile; during exit, also for the
+            // last async task to finish.
+            let readable = async {
+                let _ = chan.stream.readable().await;
+            };
+            let idle = poll_fn(|cx| {
+                if chan.exiting.get() && chan.live.borrow().is_empty() {
+                    Poll::Ready(())
+                } else {
+                    *chan.idle_waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            });
+            futures_lite::future::or(readable, idle).await;
         }
     };
     async_io::block_on(ex.run(main));
-    out.flush();
+    chan.flush();
+}
+
+/// Starts one task: a blocking one runs to completion here, an async one is spawned.
+fn run<'a>(chan: &'a Channel, ex: &LocalExecutor<'a>, key: &Key, timeout: Option<Duration>, body: &[u8]) {
+    let Some(run) = protocol::parse_run(body) else {
+        std::process::exit(EXIT_SETUP_FAILED);
+    };
+    let id = run.id;
+    chan.started(id);
+    match run.addr.kind {
+        Kind::Blocking => match key.resolve_blocking(run.addr) {
+            Ok(f) => chan.run_blocking(id, f, run.input),
+            Err(err) => chan.push_error(id, &err),
+        },
+        Kind::Async => {
+            let future = match key.resolve_async(run.addr).and_then(|f| f(run.input)) {
+                Ok(future) => future,
+                Err(err) => return chan.push_error(id, &err),
+            };
+            let task = ex.spawn(async move {
+                let result = match timeout {
+                    Some(limit) => {
+                        futures_lite::future::or(future, async move {
+                            async_io::Timer::after(limit).await;
+                            Err(TaskError::TimedOut(limit))
+                        })
+                        .await
+                    }
+                    None => future.await,
+                };
+                // Out of the live set before the result is written, so a cancel read while
+                // writing finds nothing to cancel.
+                if let Some(task) = chan.live.borrow_mut().remove(&id) {
+                    // Our own handle: detaching does not cancel us.
+                    task.detach();
+                }
+                chan.push_output(id, result);
+                chan.flush();
+                chan.wake_if_idle();
+            });
+            chan.live.borrow_mut().insert(id, task);
+        }
+        Kind::Init => chan.push_error(
+            id,
+            &TaskError::Transport("an initializer is not a task".into()),
+        ),
+    }
 }
