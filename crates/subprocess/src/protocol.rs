@@ -327,6 +327,11 @@ impl FrameReader {
         Ok(Some(FrameRef { tag, body }))
     }
 
+    /// `true` while part of a frame has been read and the rest has not.
+    pub(crate) fn in_frame(&self) -> bool {
+        self.start < self.end
+    }
+
     /// A frame's body.
     pub(crate) fn body(&self, frame: &FrameRef) -> &[u8] {
         &self.buf[frame.body.clone()]

@@ -106,6 +106,10 @@ fn serve(parent: Pid) -> i32 {
         return EXIT_SETUP_FAILED;
     }
 
+    // Bounds each blocking wait for room to write (see `Channel::send`).
+    if stream.set_write_timeout(Some(SEND_WAIT)).is_err() {
+        return EXIT_SETUP_FAILED;
+    }
     let Ok(stream) = Async::new(stream) else {
         return EXIT_SETUP_FAILED;
     };
@@ -138,6 +142,8 @@ struct Channel {
     out: RefCell<Vec<u8>>,
     /// `RUN` bodies read and not yet started, in arrival order.
     pending: RefCell<VecDeque<Vec<u8>>>,
+    /// Emptied `RUN` buffers, reused: a fresh large allocation per task costs page faults.
+    spare: RefCell<Vec<Vec<u8>>>,
     /// Running async tasks, for cancellation.
     live: RefCell<HashMap<u64, Task<()>>>,
     exiting: Cell<bool>,
@@ -155,7 +161,20 @@ impl Channel {
             match filled {
                 Ok(true) => self.parse(),
                 Ok(false) => std::process::exit(0),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    if !self.reader.borrow().in_frame() {
+                        return;
+                    }
+                    // The parent is writing the rest of this frame right now: wait for it here
+                    // rather than through the executor's reactor, which would cost a round of
+                    // wake-ups for every chunk of a large frame.
+                    let fd = self.stream.get_ref().as_fd();
+                    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+                    match rustix::event::poll(&mut fds, None) {
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(_) => std::process::exit(0),
+                    }
+                }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => std::process::exit(0),
             }
@@ -172,7 +191,11 @@ impl Channel {
             };
             let body = reader.body(&frame);
             match frame.tag {
-                protocol::RUN => self.pending.borrow_mut().push_back(body.to_vec()),
+                protocol::RUN => {
+                    let mut buf = self.spare.borrow_mut().pop().unwrap_or_default();
+                    buf.extend_from_slice(body);
+                    self.pending.borrow_mut().push_back(buf);
+                }
                 protocol::CANCEL => {
                     let Some((id, _)) = protocol::split_id(body) else {
                         std::process::exit(EXIT_SETUP_FAILED);
@@ -229,27 +252,34 @@ impl Channel {
     }
 
     fn send(&self, mut bytes: &[u8]) {
-        let fd = self.stream.get_ref().as_fd();
+        let stream = self.stream.get_ref();
+        let fd = stream.as_fd();
+        let mut blocking = false;
         while !bytes.is_empty() {
             match rustix::net::send(fd, bytes, SendFlags::NOSIGNAL) {
                 Ok(n) => bytes = &bytes[n..],
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => {
-                    let mut fds = [PollFd::new(&fd, PollFlags::IN | PollFlags::OUT)];
-                    match rustix::event::poll(&mut fds, None) {
-                        Ok(_) => {
-                            let ready = fds[0].revents();
-                            if ready.intersects(PollFlags::IN | PollFlags::HUP) {
-                                self.drain();
-                            }
-                        }
-                        Err(rustix::io::Errno::INTR) => {}
-                        Err(_) => std::process::exit(0),
+                Err(rustix::io::Errno::AGAIN) if !blocking => {
+                    // No room: wait in `send` itself, which resumes as soon as any room frees
+                    // up (`poll` would report writable only once most of the buffer drained,
+                    // leaving the channel idle in between). The send timeout bounds each wait
+                    // so incoming frames are read meanwhile.
+                    blocking = stream.set_nonblocking(false).is_ok();
+                    if !blocking {
+                        std::process::exit(0);
                     }
+                }
+                Err(rustix::io::Errno::AGAIN) => {
+                    let _ = stream.set_nonblocking(true);
+                    self.drain();
+                    let _ = stream.set_nonblocking(false);
                 }
                 // The parent is gone: nobody wants the results.
                 Err(_) => std::process::exit(0),
             }
+        }
+        if blocking && stream.set_nonblocking(true).is_err() {
+            std::process::exit(0);
         }
     }
 
@@ -301,6 +331,14 @@ impl Channel {
         *out = buf;
     }
 
+    fn recycle(&self, mut buf: Vec<u8>) {
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < 8 && buf.capacity() <= 16 << 20 {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+
     fn wake_if_idle(&self) {
         if self.exiting.get() && self.live.borrow().is_empty() {
             if let Some(waker) = self.idle_waker.borrow_mut().take() {
@@ -317,6 +355,9 @@ fn too_large() -> TaskError {
     }
 }
 
+/// Longest a blocked write waits before the worker reads incoming frames and tries again.
+const SEND_WAIT: Duration = Duration::from_millis(2);
+
 /// After a task that ran at least this long, the worker reads the channel again before starting
 /// the next one, so a cancel sent meanwhile is seen in time.
 const DRAIN_AFTER: Duration = Duration::from_micros(50);
@@ -328,6 +369,7 @@ fn execute(stream: Async<UnixStream>, key: &Key, timeout: Option<Duration>) {
         reader: RefCell::new(FrameReader::new()),
         out: RefCell::new(Vec::with_capacity(64 << 10)),
         pending: RefCell::new(VecDeque::new()),
+        spare: RefCell::new(Vec::new()),
         live: RefCell::new(HashMap::new()),
         exiting: Cell::new(false),
         idle_waker: RefCell::new(None),
@@ -343,6 +385,7 @@ fn execute(stream: Async<UnixStream>, key: &Key, timeout: Option<Duration>) {
                     break;
                 };
                 run(&chan, &ex, key, timeout, &body);
+                chan.recycle(body);
                 if last_drain.elapsed() >= DRAIN_AFTER {
                     chan.drain();
                     last_drain = Instant::now();
