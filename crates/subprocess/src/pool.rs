@@ -51,6 +51,20 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// enforces the limit itself by dropping the future, unless the task blocks its thread.
 const ASYNC_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a worker's reader polls without sleeping after the last frame it received.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Reads without blocking (`MSG_DONTWAIT`) from a socket that is otherwise blocking.
+struct NoWait<'a>(&'a UnixStream);
+
+impl std::io::Read for NoWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        rustix::net::recv(self.0, buf, rustix::net::RecvFlags::DONTWAIT)
+            .map(|(n, _)| n)
+            .map_err(Into::into)
+    }
+}
+
 /// Hashes task ids (sequential integers) with one multiplication.
 #[derive(Default)]
 struct IdHasher(u64);
@@ -701,8 +715,29 @@ impl Shared {
         let mut done: Vec<(Box<dyn Complete>, bool, Range<usize>)> = Vec::new();
         let mut jobs = Vec::new();
         let timed = self.config.timeout.is_some();
-        // Until end of stream (the worker exited or was killed) or a read error.
-        while let Ok(true) = reader.fill(&mut &conn.stream) {
+        let mut spin_until: Option<Instant> = None;
+        loop {
+            // For a short while after activity, poll without sleeping: the next frame usually
+            // follows within microseconds (a task's result after its STARTED, the next task of a
+            // caller that waits for each result), and a sleeping reader costs a wake-up each.
+            let filled = match spin_until {
+                Some(until) => match reader.fill(&mut NoWait(&conn.stream)) {
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() >= until {
+                            spin_until = None;
+                        }
+                        thread::yield_now();
+                        continue;
+                    }
+                    other => other,
+                },
+                None => reader.fill(&mut &conn.stream),
+            };
+            // Until end of stream (the worker exited or was killed) or a read error.
+            if !matches!(filled, Ok(true)) {
+                break;
+            }
+            spin_until = Some(Instant::now() + SPIN);
             let mut kill = false;
             let mut broken = false;
             {

@@ -168,12 +168,7 @@ impl Channel {
                     // The parent is writing the rest of this frame right now: wait for it here
                     // rather than through the executor's reactor, which would cost a round of
                     // wake-ups for every chunk of a large frame.
-                    let fd = self.stream.get_ref().as_fd();
-                    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-                    match rustix::event::poll(&mut fds, None) {
-                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                        Err(_) => std::process::exit(0),
-                    }
+                    self.wait_readable();
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => std::process::exit(0),
@@ -331,6 +326,16 @@ impl Channel {
         *out = buf;
     }
 
+    /// Blocks until the channel is readable (or closed).
+    fn wait_readable(&self) {
+        let fd = self.stream.get_ref().as_fd();
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => std::process::exit(0),
+        }
+    }
+
     fn recycle(&self, mut buf: Vec<u8>) {
         let mut spare = self.spare.borrow_mut();
         if spare.len() < 8 && buf.capacity() <= 16 << 20 {
@@ -394,6 +399,12 @@ fn execute(stream: Async<UnixStream>, key: &Key, timeout: Option<Duration>) {
             chan.flush();
             if chan.exiting.get() && chan.live.borrow().is_empty() {
                 return;
+            }
+            if chan.live.borrow().is_empty() {
+                // Nothing else to run: wait for frames right here. Cheaper than a round through
+                // the reactor (which also re-arms its notifier), and on the latency path.
+                chan.wait_readable();
+                continue;
             }
             // Wait for frames, letting the async tasks run meanwhile; during exit, also for the
             // last async task to finish.
