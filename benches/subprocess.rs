@@ -144,7 +144,7 @@ fn interleaved(
     mut a: impl FnMut(),
     mut b: impl FnMut(),
 ) -> (Duration, Duration, Duration, Duration) {
-    let mut time = |f: &mut dyn FnMut()| {
+    let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
         for _ in 0..n {
             f();

@@ -238,6 +238,8 @@ pub(crate) struct FrameReader {
     start: usize,
     /// End of the bytes read.
     end: usize,
+    /// The last read returned less than it had room for: the stream had nothing more then.
+    short: bool,
 }
 
 /// A complete frame in a [`FrameReader`]'s buffer.
@@ -259,6 +261,7 @@ impl FrameReader {
             buf: vec![0; READ_CHUNK],
             start: 0,
             end: 0,
+            short: false,
         }
     }
 
@@ -300,6 +303,7 @@ impl FrameReader {
             match stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
+                    self.short = n < self.buf.len() - self.end;
                     self.end += n;
                     return Ok(true);
                 }
@@ -325,6 +329,11 @@ impl FrameReader {
         let body = self.start + HEADER..self.start + 4 + len;
         self.start += 4 + len;
         Ok(Some(FrameRef { tag, body }))
+    }
+
+    /// `true` if the last read did not fill the room it had, so the stream was drained then.
+    pub(crate) fn drained(&self) -> bool {
+        self.short
     }
 
     /// `true` while part of a frame has been read and the rest has not.

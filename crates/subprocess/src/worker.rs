@@ -159,7 +159,15 @@ impl Channel {
         loop {
             let filled = self.reader.borrow_mut().fill(&mut self.stream.get_ref());
             match filled {
-                Ok(true) => self.parse(),
+                Ok(true) => {
+                    self.parse();
+                    let reader = self.reader.borrow();
+                    if reader.drained() && !reader.in_frame() {
+                        // A short read with no partial frame: nothing more has arrived; skip
+                        // the read that would only say so.
+                        return;
+                    }
+                }
                 Ok(false) => std::process::exit(0),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     if !self.reader.borrow().in_frame() {
@@ -427,7 +435,13 @@ fn execute(stream: Async<UnixStream>, key: &Key, timeout: Option<Duration>) {
 }
 
 /// Starts one task: a blocking one runs to completion here, an async one is spawned.
-fn run<'a>(chan: &'a Channel, ex: &LocalExecutor<'a>, key: &Key, timeout: Option<Duration>, body: &[u8]) {
+fn run<'a>(
+    chan: &'a Channel,
+    ex: &LocalExecutor<'a>,
+    key: &Key,
+    timeout: Option<Duration>,
+    body: &[u8],
+) {
     let Some(run) = protocol::parse_run(body) else {
         std::process::exit(EXIT_SETUP_FAILED);
     };
