@@ -39,7 +39,7 @@
 //!     assert_eq!(handle.join()?, 2_432_902_008_176_640_000);
 //!
 //!     // A crash takes down one worker, not the program.
-//!     let crash = pool.spawn((), |()| std::process::abort());
+//!     let crash = pool.spawn((), |()| -> u8 { std::process::abort() });
 //!     assert!(crash.join().unwrap_err().is_worker_lost());
 //!     assert_eq!(pool.spawn(2u8, |x: u8| x + 1).join()?, 3);
 //!     Ok(())
