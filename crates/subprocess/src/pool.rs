@@ -51,6 +51,10 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// enforces the limit itself by dropping the future, unless the task blocks its thread.
 const ASYNC_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 
+/// Most bytes of unstarted task frames sent to one worker: below the socket's buffer (208 KiB by
+/// default on Linux), so writing them never waits for the worker to read.
+const BYTE_BUDGET: usize = 128 << 10;
+
 /// How long a worker's reader polls without sleeping after the last frame it received.
 const SPIN: Duration = Duration::from_micros(50);
 
@@ -153,6 +157,8 @@ enum Place {
 
 struct Entry {
     kind: Kind,
+    /// Length of the `RUN` frame, counted against the worker's byte budget until it starts.
+    bytes: usize,
     /// The `RUN` frame, kept until the task starts so it can be sent to another worker if this
     /// one dies first.
     frame: Option<Arc<Vec<u8>>>,
@@ -210,6 +216,10 @@ struct Slot {
     writing: bool,
     /// Tasks sent that have not started: bounded by the pipeline depth.
     unstarted: usize,
+    /// Bytes of those tasks' frames: bounded by [`BYTE_BUDGET`].
+    unstarted_bytes: usize,
+    /// Blocking tasks running (0 or 1): the worker reads nothing until the task ends.
+    running_blocking: usize,
     /// Tasks sent that have not finished.
     in_flight: usize,
     dispatched: u64,
@@ -345,10 +355,12 @@ impl Shared {
                 resolver.resolve(Err(err));
                 return handle;
             }
+            let bytes = frame.len();
             core.tasks.insert(
                 id,
                 Entry {
                     kind: addr.kind,
+                    bytes,
                     frame: Some(Arc::new(frame)),
                     completer: Some(Box::new(resolver)),
                     place: Place::Queued,
@@ -377,16 +389,25 @@ impl Shared {
                 queue.pop_front();
                 continue;
             };
+            let bytes = entry.bytes;
             let mut best: Option<(usize, usize)> = None;
             for (index, slot) in slots.iter().enumerate() {
+                // What is written to a worker must fit in its channel until the worker reads
+                // it, or the writing thread (often a caller of `spawn`) would block. A frame
+                // over the budget goes only to a worker that holds nothing else unstarted and
+                // runs no blocking task, so it reads the frame at once.
+                let fits = slot.unstarted_bytes + bytes <= BYTE_BUDGET
+                    || (slot.unstarted == 0 && slot.running_blocking == 0);
                 if slot.conn.is_some()
                     && !slot.retiring
                     && slot.unstarted < depth
+                    && fits
                     && best.is_none_or(|(_, load)| slot.in_flight < load)
                 {
                     best = Some((index, slot.in_flight));
                 }
             }
+            // Without room anywhere, the queue waits (in order) for a worker to make room.
             let Some((index, _)) = best else { break };
             queue.pop_front();
             let slot = &mut slots[index];
@@ -397,6 +418,7 @@ impl Shared {
             let frame = entry.frame.clone().expect("a queued task keeps its frame");
             slot.outgoing.push(Outgoing::Task(frame));
             slot.unstarted += 1;
+            slot.unstarted_bytes += bytes;
             slot.in_flight += 1;
             slot.dispatched += 1;
             if self
@@ -486,6 +508,10 @@ impl Shared {
             generation: conn.generation,
         };
         slot.unstarted -= 1;
+        slot.unstarted_bytes -= entry.bytes;
+        if entry.kind == Kind::Blocking {
+            slot.running_blocking += 1;
+        }
         entry.frame = None;
         if entry.completer.is_none() {
             if entry.kind == Kind::Blocking {
@@ -531,6 +557,9 @@ impl Shared {
         slot.in_flight -= 1;
         if !started {
             slot.unstarted -= 1;
+            slot.unstarted_bytes -= entry.bytes;
+        } else if entry.kind == Kind::Blocking {
+            slot.running_blocking -= 1;
         }
         entry.completer
     }
