@@ -27,7 +27,7 @@ use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -57,6 +57,46 @@ const BYTE_BUDGET: usize = 128 << 10;
 
 /// How long a worker's reader polls without sleeping after the last frame it received.
 const SPIN: Duration = Duration::from_micros(50);
+
+/// Reader threads polling without sleeping, process-wide: at most half the processors' worth, so
+/// a pool with many workers on few processors does not spend them polling.
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
+/// One reader's claim on a place among [`SPINNERS`], released when it stops (or exits).
+#[derive(Default)]
+struct Spinner {
+    active: bool,
+}
+
+impl Spinner {
+    /// Claims a place (or keeps the one held); `false` if all are taken.
+    fn start(&mut self) -> bool {
+        if self.active {
+            return true;
+        }
+        static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let limit = *LIMIT
+            .get_or_init(|| thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)));
+        self.active = SPINNERS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok();
+        self.active
+    }
+
+    fn stop(&mut self) {
+        if std::mem::take(&mut self.active) {
+            SPINNERS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
 
 /// Reads without blocking (`MSG_DONTWAIT`) from a socket that is otherwise blocking.
 struct NoWait<'a>(&'a UnixStream);
@@ -745,6 +785,7 @@ impl Shared {
         let mut jobs = Vec::new();
         let timed = self.config.timeout.is_some();
         let mut spin_until: Option<Instant> = None;
+        let mut spinner = Spinner::default();
         loop {
             // For a short while after activity, poll without sleeping: the next frame usually
             // follows within microseconds (a task's result after its STARTED, the next task of a
@@ -754,6 +795,7 @@ impl Shared {
                     Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                         if Instant::now() >= until {
                             spin_until = None;
+                            spinner.stop();
                         }
                         thread::yield_now();
                         continue;
@@ -766,7 +808,7 @@ impl Shared {
             if !matches!(filled, Ok(true)) {
                 break;
             }
-            spin_until = Some(Instant::now() + SPIN);
+            spin_until = spinner.start().then(|| Instant::now() + SPIN);
             let mut kill = false;
             let mut broken = false;
             {
