@@ -199,6 +199,8 @@ struct Entry {
     kind: Kind,
     /// Length of the `RUN` frame, counted against the worker's byte budget until it starts.
     bytes: usize,
+    /// Position in its worker's dispatch order (the order the worker starts tasks in).
+    seq: u64,
     /// The `RUN` frame, kept until the task starts so it can be sent to another worker if this
     /// one dies first.
     frame: Option<Arc<Vec<u8>>>,
@@ -401,6 +403,7 @@ impl Shared {
                 Entry {
                     kind: addr.kind,
                     bytes,
+                    seq: 0,
                     frame: Some(Arc::new(frame)),
                     completer: Some(Box::new(resolver)),
                     place: Place::Queued,
@@ -455,6 +458,7 @@ impl Shared {
                 slot: index,
                 generation: slot.generation,
             };
+            entry.seq = slot.dispatched;
             let frame = entry.frame.clone().expect("a queued task keeps its frame");
             slot.outgoing.push(Outgoing::Task(frame));
             slot.unstarted += 1;
@@ -619,10 +623,25 @@ impl Shared {
                 return;
             }
             let expected = slot.exit_sent || core.state == State::Stopping;
-            let crash = !expected && !slot.killed && !slot.served;
+            let killed = slot.killed;
+            let mut served = slot.served;
             slot.reset();
+            // The worker may run its oldest unfinished task without announcing it (a lone task,
+            // see the worker's `started`): that one may have started, so it is lost with the
+            // worker. Every other task without a `STARTED` frame certainly had not started.
+            let maybe_started = oldest_in_flight(&core.tasks, conn);
+            served |= maybe_started.is_some();
+            let crash = !expected && !killed && !served;
             let mut requeue = Vec::new();
             core.tasks.retain(|&id, entry| match entry.place {
+                Place::Sent { slot, generation }
+                    if slot == conn.slot
+                        && generation == conn.generation
+                        && Some(id) == maybe_started =>
+                {
+                    lost.extend(entry.completer.take());
+                    false
+                }
                 Place::Sent { slot, generation }
                     if slot == conn.slot && generation == conn.generation =>
                 {
@@ -1071,6 +1090,27 @@ impl Shared {
     }
 }
 
+/// The worker's unfinished task that it was sent first, if that task has not announced its start:
+/// it may be running anyway (a lone task). Scans the task table: used only when a worker dies or
+/// a task sent to it is cancelled.
+fn oldest_in_flight(tasks: &IdMap<Entry>, conn: &Conn) -> Option<u64> {
+    let mut oldest: Option<(u64, u64, bool)> = None;
+    for (&id, entry) in tasks {
+        let (slot, generation, sent) = match entry.place {
+            Place::Sent { slot, generation } => (slot, generation, true),
+            Place::Started { slot, generation } => (slot, generation, false),
+            Place::Queued => continue,
+        };
+        if slot == conn.slot
+            && generation == conn.generation
+            && oldest.is_none_or(|(seq, _, _)| entry.seq < seq)
+        {
+            oldest = Some((entry.seq, id, sent));
+        }
+    }
+    oldest.and_then(|(_, id, sent)| sent.then_some(id))
+}
+
 /// Delay before starting a replacement after `failures` workers in a row died without serving.
 fn backoff(failures: u32) -> Duration {
     match failures {
@@ -1097,9 +1137,26 @@ impl Cancel for Shared {
                 }
                 Place::Sent { slot, generation } => {
                     dropped = entry.completer.take();
+                    let kind = entry.kind;
+                    let state = &core.slots[slot];
+                    let may_run = kind == Kind::Blocking
+                        && state.generation == generation
+                        && state
+                            .conn
+                            .as_ref()
+                            .is_some_and(|conn| oldest_in_flight(&core.tasks, conn) == Some(id));
                     let slot = &mut core.slots[slot];
-                    if slot.generation == generation && slot.conn.is_some() {
-                        slot.outgoing.push(control(protocol::CANCEL, Some(id)));
+                    if slot.generation == generation {
+                        if let Some(conn) = &slot.conn {
+                            if may_run {
+                                // Its worker's oldest task may be running unannounced (a lone
+                                // task): a blocking task cannot be stopped otherwise.
+                                slot.killed = true;
+                                kill = Some(Arc::clone(conn));
+                            } else {
+                                slot.outgoing.push(control(protocol::CANCEL, Some(id)));
+                            }
+                        }
                     }
                 }
                 Place::Started { slot, generation } => {

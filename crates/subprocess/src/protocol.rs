@@ -294,9 +294,14 @@ impl FrameReader {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            let want = needed.max(self.end + MIN_ROOM);
+            // Grow toward the declared length only as fast as bytes actually arrive (at most
+            // doubling), so a corrupted length costs memory in proportion to the data received,
+            // not the 4 GiB it may claim.
+            let want = needed
+                .min(self.end + self.end.max(READ_CHUNK))
+                .max(self.end + MIN_ROOM);
             if want > self.buf.len() {
-                self.buf.resize(want.max(READ_CHUNK), 0);
+                self.buf.resize(want, 0);
             }
         }
         loop {
@@ -445,5 +450,46 @@ mod tests {
         encode_into(&(1u8, 2u8), &mut buf).unwrap();
         assert!(decode::<u8>(&buf).is_err());
         assert_eq!(decode::<(u8, u8)>(&buf).unwrap(), (1, 2));
+    }
+}
+
+#[cfg(test)]
+mod garbage {
+    use super::*;
+
+    /// A deterministic stream of pseudo-random bytes (xorshift), so failures reproduce.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_never_a_panic() {
+        for seed in 0..2_000u64 {
+            let mut bytes = noise(seed, (seed as usize * 7) % 300);
+            // Keep declared lengths small so frames complete within the input.
+            if bytes.len() >= 4 {
+                bytes[3] = 0;
+                bytes[2] = 0;
+            }
+            let mut reader = FrameReader::new();
+            let mut stream = std::io::Cursor::new(bytes);
+            while let Ok(true) = reader.fill(&mut stream) {
+                while let Ok(Some(frame)) = reader.next_frame() {
+                    let body = reader.body(&frame);
+                    let _ = parse_run(body);
+                    let _ = split_id(body);
+                    let _ = decode::<Hello>(body);
+                    let _ = decode::<TaskError>(body);
+                }
+            }
+        }
     }
 }

@@ -290,10 +290,19 @@ impl Channel {
         protocol::push_error(&mut self.out.borrow_mut(), id, err);
     }
 
-    /// Announces that `id` is about to run and makes sure the parent has the news before any of
-    /// the task's code (including its input's `Deserialize`) runs.
-    fn started(&self, id: u64) {
-        protocol::push_id_frame(&mut self.out.borrow_mut(), protocol::STARTED, id);
+    /// Called before any of task `id`'s code (including its input's `Deserialize`) runs: makes
+    /// sure the parent can tell, should this worker die, which tasks had started.
+    ///
+    /// Every earlier result is flushed first. Then a `STARTED` frame is written, unless the task
+    /// is *lone*: nothing else read and waiting, no async task running, and no time limit to
+    /// enforce. A lone task is the parent's oldest unfinished task on this worker (everything
+    /// older has its result written), which is how the parent recognizes it without the frame;
+    /// skipping the frame saves a write on every round trip of an otherwise idle worker.
+    fn started(&self, id: u64, timed: bool) {
+        let lone = !timed && self.pending.borrow().is_empty() && self.live.borrow().is_empty();
+        if !lone {
+            protocol::push_id_frame(&mut self.out.borrow_mut(), protocol::STARTED, id);
+        }
         self.flush();
     }
 
@@ -446,7 +455,7 @@ fn run<'a>(
         std::process::exit(EXIT_SETUP_FAILED);
     };
     let id = run.id;
-    chan.started(id);
+    chan.started(id, timeout.is_some());
     match run.addr.kind {
         Kind::Blocking => match key.resolve_blocking(run.addr) {
             Ok(f) => chan.run_blocking(id, f, run.input),
