@@ -13,7 +13,7 @@
 //! | `EXIT` | pool → worker | empty: finish every task held, then exit |
 //! | `READY` | worker → pool | postcard [`Ready`] |
 //! | `REFUSED` | worker → pool | postcard `String`: why the worker will not serve |
-//! | `STARTED` | worker → pool | id u64: the worker is about to run this task's code |
+//! | `STARTED` | worker → pool | id u64: the worker is about to run this task's code (omitted for a lone task, see the worker) |
 //! | `DONE_OK` | worker → pool | id u64, encoded output |
 //! | `DONE_ERR` | worker → pool | id u64, postcard [`TaskError`] |
 
