@@ -15,8 +15,9 @@ use polyexec_core::{AsyncTask, BlockingTask, BuildError, Executor, Portable, Tas
 /// ```
 /// use polyexec::Backend;
 ///
-/// let backend: Backend = "thread".parse()?;
-/// assert_eq!(backend.name(), "thread");
+/// let name = Backend::all()[0].name(); // "thread" in a default build
+/// let backend: Backend = name.parse()?;
+/// assert_eq!(backend.name(), name);
 /// assert!(Backend::all().contains(&backend));
 /// assert!("fibers".parse::<Backend>().is_err());
 /// # Ok::<(), polyexec::UnknownBackend>(())
@@ -28,6 +29,10 @@ pub enum Backend {
     #[cfg(feature = "thread")]
     #[cfg_attr(docsrs, doc(cfg(feature = "thread")))]
     Thread,
+    /// A pool of worker processes ([`crate::subprocess::ProcessPool`]).
+    #[cfg(feature = "subprocess")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "subprocess")))]
+    Subprocess,
 }
 
 /// Every backend polyexec has, compiled in or not, in default-priority order.
@@ -47,6 +52,8 @@ impl Backend {
         &[
             #[cfg(feature = "thread")]
             Backend::Thread,
+            #[cfg(feature = "subprocess")]
+            Backend::Subprocess,
         ]
     }
 
@@ -61,6 +68,8 @@ impl Backend {
         match self {
             #[cfg(feature = "thread")]
             Backend::Thread => "thread",
+            #[cfg(feature = "subprocess")]
+            Backend::Subprocess => "subprocess",
         }
     }
 
@@ -75,7 +84,8 @@ impl Backend {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(polyexec::Backend::from_name("THREAD")?.name(), "thread");
+    /// let name = polyexec::Backend::default().name();
+    /// assert_eq!(polyexec::Backend::from_name(&name.to_uppercase())?.name(), name);
     /// # Ok::<(), polyexec::UnknownBackend>(())
     /// ```
     pub fn from_name(name: &str) -> Result<Backend, UnknownBackend> {
@@ -120,6 +130,8 @@ impl Backend {
     ///
     /// ```
     /// use polyexec::Executor;
+    /// polyexec::init(); // needed by the subprocess backend; harmless otherwise
+    /// polyexec::init();
     /// let exec = polyexec::Backend::default().build()?;
     /// assert_eq!(exec.spawn(2u8, |x: u8| x * 2).join()?, 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -139,6 +151,7 @@ impl Backend {
     ///
     /// ```
     /// use polyexec::Executor;
+    /// polyexec::init();
     /// let exec = polyexec::Backend::default().build_with_workers(Some(2))?;
     /// assert_eq!(exec.workers(), 2);
     /// # Ok::<(), polyexec::BuildError>(())
@@ -152,6 +165,14 @@ impl Backend {
                     builder = builder.workers(n);
                 }
                 builder.build().map(AnyExecutor::Thread)
+            }
+            #[cfg(feature = "subprocess")]
+            Backend::Subprocess => {
+                let mut builder = polyexec_subprocess::ProcessPool::builder();
+                if let Some(n) = workers {
+                    builder = builder.workers(n);
+                }
+                builder.build().map(AnyExecutor::Subprocess)
             }
         }
     }
@@ -224,8 +245,9 @@ impl UnknownBackend {
 ///
 /// ```
 /// use polyexec::{AnyExecutor, Backend, Executor};
-/// let exec: AnyExecutor = Backend::from_name("thread")?.build()?;
-/// assert_eq!(exec.backend_name(), "thread");
+/// polyexec::init();
+/// let exec: AnyExecutor = Backend::from_name(Backend::all()[0].name())?.build()?;
+/// assert_eq!(exec.backend_name(), Backend::all()[0].name());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -235,6 +257,10 @@ pub enum AnyExecutor {
     #[cfg(feature = "thread")]
     #[cfg_attr(docsrs, doc(cfg(feature = "thread")))]
     Thread(polyexec_thread::ThreadPool),
+    /// A [`ProcessPool`](crate::subprocess::ProcessPool).
+    #[cfg(feature = "subprocess")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "subprocess")))]
+    Subprocess(polyexec_subprocess::ProcessPool),
 }
 
 impl AnyExecutor {
@@ -243,6 +269,7 @@ impl AnyExecutor {
     /// # Examples
     ///
     /// ```
+    /// polyexec::init();
     /// let exec = polyexec::Backend::default().build()?;
     /// assert_eq!(exec.backend(), polyexec::Backend::default());
     /// # Ok::<(), polyexec::BuildError>(())
@@ -251,6 +278,8 @@ impl AnyExecutor {
         match self {
             #[cfg(feature = "thread")]
             AnyExecutor::Thread(_) => Backend::Thread,
+            #[cfg(feature = "subprocess")]
+            AnyExecutor::Subprocess(_) => Backend::Subprocess,
         }
     }
 }
@@ -261,6 +290,8 @@ macro_rules! delegate {
         match $self {
             #[cfg(feature = "thread")]
             AnyExecutor::Thread($exec) => $call,
+            #[cfg(feature = "subprocess")]
+            AnyExecutor::Subprocess($exec) => $call,
         }
     };
 }

@@ -53,6 +53,7 @@
 //! | feature | backend | module | default |
 //! |---|---|---|---|
 //! | `thread` | a pool of OS threads | [`thread`] | yes |
+//! | `subprocess` | a pool of worker processes (this program, started again) | `subprocess` | no |
 //!
 //! # Choosing at run time
 //!
@@ -65,8 +66,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-#[cfg(not(any(feature = "thread")))]
-compile_error!("polyexec needs at least one backend feature: `thread`");
+#[cfg(not(any(feature = "thread", feature = "subprocess")))]
+compile_error!("polyexec needs at least one backend feature: `thread` or `subprocess`");
 
 mod backend;
 
@@ -84,11 +85,38 @@ pub mod thread {
     pub use polyexec_thread::{ThreadPool, ThreadPoolBuilder};
 }
 
+/// The subprocess backend: [`ProcessPool`](subprocess::ProcessPool), a pool of worker processes
+/// that are this program started again.
+///
+/// Programs using it call [`init`] first thing in `main`; test files contain
+/// [`test_hook!`]. See the backend's crate documentation for what it contains
+/// (crashes, time limits) and what it costs (serialization, a message per hand-over).
+///
+/// # Examples
+///
+/// ```
+/// use polyexec::Executor;
+/// use polyexec::subprocess::ProcessPool;
+///
+/// polyexec::init();
+/// let pool = ProcessPool::builder().workers(1).build()?;
+/// let crashed = pool.spawn((), |()| -> u8 { std::process::abort() }).join();
+/// assert!(crashed.unwrap_err().is_worker_lost()); // the program lives on
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "subprocess")]
+#[cfg_attr(docsrs, doc(cfg(feature = "subprocess")))]
+pub mod subprocess {
+    pub use polyexec_subprocess::{ProcessPool, ProcessPoolBuilder};
+}
+
 /// The entry hook: call it first thing in `main`.
 ///
 /// In a program started normally it returns at once. In a process that the subprocess backend
 /// started as a worker, it serves tasks and never returns. Without the `subprocess` feature it
 /// does nothing, so calling it always is harmless and keeps a program ready for that backend.
+///
+/// Test files and benchmarks, whose `main` is generated, use [`test_hook!`] instead.
 ///
 /// # Examples
 ///
@@ -99,4 +127,57 @@ pub mod thread {
 /// }
 /// # main();
 /// ```
-pub fn init() {}
+pub fn init() {
+    #[cfg(feature = "subprocess")]
+    polyexec_subprocess::init();
+}
+
+/// The entry hook for test files and benchmark harnesses: registers [`init`] to run before the
+/// generated `main`.
+///
+/// Put it once at the top level of every integration test file (and in the crate root for unit
+/// tests) that may run tasks on the subprocess backend: a worker started from that test binary
+/// then serves tasks instead of running the test harness. Without the `subprocess` feature it
+/// expands to nothing.
+///
+/// # Examples
+///
+/// ```no_run
+/// // tests/tasks.rs
+/// polyexec::test_hook!();
+///
+/// #[test]
+/// fn squares() {
+///     use polyexec::Executor;
+///     let exec = polyexec::Backend::default().build().unwrap();
+///     assert_eq!(exec.spawn(3u32, |x: u32| x * x).join(), Ok(9));
+/// }
+/// ```
+#[cfg(feature = "subprocess")]
+#[macro_export]
+macro_rules! test_hook {
+    () => {
+        $crate::__private::subprocess_test_hook!();
+    };
+}
+
+/// The entry hook for test files and benchmark harnesses (a no-op: the `subprocess` feature is
+/// off in this build).
+///
+/// # Examples
+///
+/// ```
+/// polyexec::test_hook!();
+/// ```
+#[cfg(not(feature = "subprocess"))]
+#[macro_export]
+macro_rules! test_hook {
+    () => {};
+}
+
+/// What [`test_hook!`] expands to; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "subprocess")]
+    pub use polyexec_subprocess::test_hook as subprocess_test_hook;
+}

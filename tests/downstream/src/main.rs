@@ -1,40 +1,37 @@
-//! A user's program: portable tasks defined in this crate, run by polyexec.
+//! Runs portable tasks on the subprocess backend from a downstream binary.
+
+use std::time::Duration;
 
 use polyexec::{Backend, Executor};
-use serde::{Deserialize, Serialize};
-
-/// A user-defined input type, defined outside polyexec.
-#[derive(Debug, Serialize, Deserialize)]
-struct Order {
-    id: u32,
-    items: Vec<u32>,
-}
-
-fn total(order: Order) -> (u32, u32) {
-    (order.id, order.items.iter().sum())
-}
+use polyexec_downstream::{Order, total};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     polyexec::init();
-    for &backend in Backend::all() {
-        let exec = backend.build()?;
-        let handles = exec.spawn_all(
-            (0..10).map(|id| Order {
-                id,
-                items: (0..=id).collect(),
-            }),
-            total,
-        );
-        for (id, handle) in handles.into_iter().enumerate() {
-            let (got_id, sum) = handle.join()?;
-            assert_eq!(got_id as usize, id);
-            assert_eq!(sum as usize, id * (id + 1) / 2);
-        }
-        let doubled: Vec<u32> = exec
-            .map(1..=100u32, |x: u32| x * 2)
-            .collect::<Result<_, _>>()?;
-        assert_eq!(doubled.iter().sum::<u32>(), 10_100);
-        println!("downstream: {backend} ok");
-    }
+    let exec = Backend::from_name("subprocess")?.build_with_workers(Some(2))?;
+
+    let order = Order {
+        item: "tea".into(),
+        quantity: 3,
+        unit_cents: 450,
+    };
+    let (cents, pid) = exec.spawn(order, total).join()?;
+    assert_eq!(cents, 1350);
+    assert_ne!(pid, std::process::id(), "the task ran in this process");
+
+    let greeting = exec
+        .spawn_async("downstream".to_string(), |name: String| async move {
+            polyexec::sleep(Duration::from_millis(10)).await;
+            format!("hello from {name}")
+        })
+        .join()?;
+    assert_eq!(greeting, "hello from downstream");
+
+    let sum: u64 = exec
+        .map(1..=10_000u64, |x: u64| x * 2)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .sum();
+    assert_eq!(sum, 100_010_000);
+    println!("downstream: {} ran tasks in worker processes", exec.backend_name());
     Ok(())
 }

@@ -1,16 +1,34 @@
-//! An integration test of a crate that depends on polyexec.
+//! A downstream integration test running tasks on the subprocess backend.
 
-use polyexec::{Backend, Executor, TaskError};
+// The test binary is the workers' executable: the hook makes a worker serve, not run the tests.
+polyexec::test_hook!();
+
+use polyexec::Executor;
+use polyexec::subprocess::ProcessPool;
+use polyexec_downstream::{Order, total};
 
 #[test]
-fn runs_portable_tasks_on_every_backend() {
-    for &backend in Backend::all() {
-        let exec = backend.build_with_workers(Some(2)).expect("build");
-        let task = |(a, b): (String, usize)| a.repeat(b);
-        assert_eq!(exec.spawn(("ab".to_string(), 3), task).join(), Ok("ababab".to_string()));
-        let err = exec.spawn(0u8, |x: u8| -> u8 { panic!("downstream {x}") }).join();
-        assert_eq!(err.unwrap_err().panic_message(), Some("downstream 0"));
-        exec.shutdown();
-        assert_eq!(exec.spawn(1u8, |x: u8| x).join(), Err(TaskError::ShutDown));
+fn tasks_of_this_crate_run_in_workers() {
+    let pool = ProcessPool::builder().workers(2).build().expect("build a pool");
+    let orders: Vec<Order> = (1..=20)
+        .map(|i| Order {
+            item: format!("item {i}"),
+            quantity: i,
+            unit_cents: 100,
+        })
+        .collect();
+    let handles = pool.spawn_all(orders, total);
+    for (i, handle) in handles.into_iter().enumerate() {
+        let (cents, pid) = handle.join().expect("task result");
+        assert_eq!(cents, (i as u64 + 1) * 100);
+        assert_ne!(pid, std::process::id());
     }
+}
+
+#[test]
+fn a_crash_in_a_downstream_task_is_contained() {
+    let pool = ProcessPool::builder().workers(1).build().expect("build a pool");
+    let crashed = pool.spawn((), |()| -> u8 { std::process::abort() }).join();
+    assert!(crashed.unwrap_err().is_worker_lost());
+    assert_eq!(pool.spawn(2u8, |x: u8| x * 21).join(), Ok(42));
 }

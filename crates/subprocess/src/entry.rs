@@ -1,0 +1,344 @@
+//! Task addressing: how a worker finds the code of a task the parent named.
+//!
+//! Every portable task `F` (a closure or `fn` item that captures nothing, so zero-sized) is run
+//! through a *trampoline*, a function monomorphized for `(F, In, Out)` that decodes the input,
+//! makes the zero-sized `F` out of nothing, runs it and encodes the output. A frame names the
+//! trampoline by its distance from [`anchor`], a non-generic function of this crate: the worker
+//! is the same executable (checked by the handshake's build fingerprint), and the loader moves
+//! every function of the executable by the same amount, so `anchor + distance` is the same
+//! trampoline in the worker.
+//!
+//! A frame's distance is only turned into a function pointer after its tag checks out: the tag is
+//! SipHash-2-4, keyed with the pool's random 128-bit key, of the trampoline's kind and distance,
+//! and only the parent (which computed the distance from a real trampoline) knows the key. A
+//! corrupted or forged frame is refused with an error, never jumped into.
+//!
+//! This is the only module of the crate allowed to use `unsafe`.
+#![allow(unsafe_code)]
+
+use std::future::Future;
+use std::hash::Hasher;
+use std::pin::Pin;
+
+use polyexec_core::{CodecStage, TaskError, catch_async, catch_task};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use siphasher::sip::SipHasher24;
+
+use crate::protocol;
+
+/// A blocking trampoline: decodes the input, runs the task, appends the encoded output to `out`.
+/// On error `out` may hold a partial encoding; the caller truncates it.
+pub(crate) type BlockingFn = fn(&[u8], &mut Vec<u8>) -> Result<(), TaskError>;
+
+/// The future an async trampoline returns: the task's future, then its encoded output.
+pub(crate) type AsyncRun = Pin<Box<dyn Future<Output = Result<Vec<u8>, TaskError>> + Send>>;
+
+/// An async trampoline: decodes the input and makes the task's future.
+pub(crate) type AsyncFn = fn(&[u8]) -> Result<AsyncRun, TaskError>;
+
+/// A per-worker initializer's trampoline.
+pub(crate) type InitFn = fn() -> Result<(), TaskError>;
+
+/// Which of the three trampoline signatures an address names. Part of the tag, so a blocking
+/// address can never be called as an async one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    Blocking = 0,
+    Async = 1,
+    Init = 2,
+}
+
+impl Kind {
+    pub(crate) fn from_u8(byte: u8) -> Option<Kind> {
+        match byte {
+            0 => Some(Kind::Blocking),
+            1 => Some(Kind::Async),
+            2 => Some(Kind::Init),
+            _ => None,
+        }
+    }
+}
+
+/// A trampoline named by kind and distance from [`anchor`], with its authentication tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TaskAddr {
+    pub(crate) kind: Kind,
+    pub(crate) offset: i64,
+    pub(crate) tag: u64,
+}
+
+/// The pool's secret: authenticates task addresses.
+#[derive(Clone)]
+pub(crate) struct Key {
+    bytes: [u8; 16],
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+impl Key {
+    /// A fresh random key from the operating system.
+    pub(crate) fn random() -> std::io::Result<Key> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Key { bytes })
+    }
+
+    pub(crate) fn from_bytes(bytes: [u8; 16]) -> Key {
+        Key { bytes }
+    }
+
+    pub(crate) fn bytes(&self) -> [u8; 16] {
+        self.bytes
+    }
+
+    fn tag(&self, kind: Kind, offset: i64) -> u64 {
+        let mut hasher = SipHasher24::new_with_key(&self.bytes);
+        hasher.write_u8(kind as u8);
+        hasher.write_i64(offset);
+        hasher.finish()
+    }
+
+    /// Names a trampoline: its distance from the anchor, tagged with this key.
+    fn address(&self, kind: Kind, trampoline: *const ()) -> TaskAddr {
+        let offset = (trampoline as usize).wrapping_sub(anchor_addr() as usize) as i64;
+        TaskAddr {
+            kind,
+            offset,
+            tag: self.tag(kind, offset),
+        }
+    }
+
+    /// The blocking trampoline for task type `F`.
+    pub(crate) fn blocking<F, In, Out>(&self) -> TaskAddr
+    where
+        F: Fn(In) -> Out + Copy,
+        In: DeserializeOwned,
+        Out: Serialize,
+    {
+        let f: BlockingFn = run_blocking::<F, In, Out>;
+        self.address(Kind::Blocking, f as *const ())
+    }
+
+    /// The async trampoline for task type `F`.
+    pub(crate) fn asynchronous<F, In, Fut>(&self) -> TaskAddr
+    where
+        F: Fn(In) -> Fut + Copy + Send + 'static,
+        In: DeserializeOwned + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: Serialize,
+    {
+        let f: AsyncFn = run_async::<F, In, Fut>;
+        self.address(Kind::Async, f as *const ())
+    }
+
+    /// The initializer trampoline for `F`.
+    pub(crate) fn init<F: Fn() + Copy>(&self) -> TaskAddr {
+        self.address(Kind::Init, init_address::<F>())
+    }
+
+    /// Checks a frame's address: its kind is the one expected and its tag was made with this
+    /// key for this kind and distance.
+    fn verify(&self, addr: TaskAddr, kind: Kind) -> Result<*const (), TaskError> {
+        // Not constant-time: a forger would need to talk to the worker, which only the parent can.
+        if addr.kind != kind || self.tag(addr.kind, addr.offset) != addr.tag {
+            return Err(TaskError::Transport(
+                "the worker refused a frame that names no task of this build".into(),
+            ));
+        }
+        Ok(anchor_addr().wrapping_byte_offset(addr.offset as isize))
+    }
+
+    /// The blocking trampoline a verified address names.
+    pub(crate) fn resolve_blocking(&self, addr: TaskAddr) -> Result<BlockingFn, TaskError> {
+        let ptr = self.verify(addr, Kind::Blocking)?;
+        // SAFETY: the tag proves this distance was computed by the parent from a `BlockingFn`
+        // (`Key::blocking`, the only place that makes `Kind::Blocking` addresses): only the
+        // parent holds the key. The handshake proved the worker runs the same executable (build
+        // fingerprint), and relocation moves `anchor` and every trampoline of the executable by
+        // the same amount, so `anchor + distance` is the entry of that very function here, and
+        // it has the `BlockingFn` signature. Function and data pointers have the same size.
+        Ok(unsafe { std::mem::transmute::<*const (), BlockingFn>(ptr) })
+    }
+
+    /// The async trampoline a verified address names.
+    pub(crate) fn resolve_async(&self, addr: TaskAddr) -> Result<AsyncFn, TaskError> {
+        let ptr = self.verify(addr, Kind::Async)?;
+        // SAFETY: as in `resolve_blocking`; `Kind::Async` addresses are only made by
+        // `Key::asynchronous` from an `AsyncFn`.
+        Ok(unsafe { std::mem::transmute::<*const (), AsyncFn>(ptr) })
+    }
+
+    /// The initializer trampoline a verified address names.
+    pub(crate) fn resolve_init(&self, addr: TaskAddr) -> Result<InitFn, TaskError> {
+        let ptr = self.verify(addr, Kind::Init)?;
+        // SAFETY: as in `resolve_blocking`; `Kind::Init` addresses are only made by `Key::init`
+        // from an `InitFn`.
+        Ok(unsafe { std::mem::transmute::<*const (), InitFn>(ptr) })
+    }
+}
+
+/// The fixed point task addresses are measured from. Never inlined, so it has an address of its
+/// own in every process running this executable.
+#[inline(never)]
+pub(crate) fn anchor() {
+    // A body the optimizer cannot fold into another empty function is not needed: whichever
+    // function the address ends up naming, it is the same in the parent and the worker.
+    std::hint::black_box(());
+}
+
+fn anchor_addr() -> *const () {
+    let f: fn() = anchor;
+    f as *const ()
+}
+
+/// The distance of a function from the anchor, for the build fingerprint.
+pub(crate) fn distance(f: *const ()) -> i64 {
+    (f as usize).wrapping_sub(anchor_addr() as usize) as i64
+}
+
+/// Makes the zero-sized task value.
+///
+/// The executors accept a task only after [`polyexec_core::assert_portable`] checked at compile
+/// time that `F` is zero-sized; this repeats the check for this function's own soundness.
+#[inline(always)]
+fn conjure<F: Copy>() -> F {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "task types are zero-sized (checked by assert_portable)"
+        )
+    };
+    // SAFETY: `F` is zero-sized (checked at compile time above), so it has no bytes and every
+    // "bit pattern" of it, the empty one, is valid: zeroing writes nothing. `F` is inhabited: the
+    // parent held a value of it to submit the task, and it runs this same executable. A
+    // zero-sized closure or `fn` item carries no data, so its value is the same whether copied or
+    // made here; the only way to hold data in a zero-sized `F` is to capture other zero-sized
+    // values, which `Copy` allowed the parent to duplicate freely anyway. This is the documented
+    // contract of portable tasks: a marker value captured by a task is recreated in the worker.
+    unsafe { std::mem::zeroed::<F>() }
+}
+
+fn codec_error(stage: CodecStage, message: impl ToString) -> TaskError {
+    TaskError::Codec {
+        stage,
+        message: message.to_string(),
+    }
+}
+
+/// Decodes a task input. A `Deserialize` impl that panics is a decoding failure, not a crash.
+fn decode_input<In: DeserializeOwned>(input: &[u8]) -> Result<In, TaskError> {
+    match catch_task(|| protocol::decode::<In>(input)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(codec_error(
+            CodecStage::DecodeInput,
+            protocol::describe::<In>(err),
+        )),
+        Err(panic) => Err(codec_error(
+            CodecStage::DecodeInput,
+            protocol::describe::<In>(panic),
+        )),
+    }
+}
+
+/// Encodes a task output onto `out`. A `Serialize` impl that panics is an encoding failure.
+fn encode_output<Out: Serialize>(output: &Out, out: &mut Vec<u8>) -> Result<(), TaskError> {
+    match catch_task(|| protocol::encode_into(output, out)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(codec_error(
+            CodecStage::EncodeOutput,
+            protocol::describe::<Out>(err),
+        )),
+        Err(panic) => Err(codec_error(
+            CodecStage::EncodeOutput,
+            protocol::describe::<Out>(panic),
+        )),
+    }
+}
+
+fn run_blocking<F, In, Out>(input: &[u8], out: &mut Vec<u8>) -> Result<(), TaskError>
+where
+    F: Fn(In) -> Out + Copy,
+    In: DeserializeOwned,
+    Out: Serialize,
+{
+    let input: In = decode_input(input)?;
+    let task: F = conjure::<F>();
+    let output = catch_task(move || task(input))?;
+    let encoded = encode_output(&output, out);
+    // The output is dropped inside the catch: a `Drop` that panics fails this task only.
+    catch_task(move || drop(output))?;
+    encoded
+}
+
+fn run_async<F, In, Fut>(input: &[u8]) -> Result<AsyncRun, TaskError>
+where
+    F: Fn(In) -> Fut + Copy + Send + 'static,
+    In: DeserializeOwned + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: Serialize,
+{
+    let input: In = decode_input(input)?;
+    let task: F = conjure::<F>();
+    let future = catch_async(input, task);
+    Ok(Box::pin(async move {
+        let output = future.await?;
+        let mut out = Vec::new();
+        let encoded = encode_output(&output, &mut out);
+        catch_task(move || drop(output))?;
+        encoded.map(|()| out)
+    }))
+}
+
+fn run_init<F: Fn() + Copy>() -> Result<(), TaskError> {
+    let init: F = conjure::<F>();
+    catch_task(init)
+}
+
+fn init_address<F: Fn() + Copy>() -> *const () {
+    let f: InitFn = run_init::<F>;
+    f as *const ()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_round_trip_in_process() {
+        let key = Key::from_bytes([7; 16]);
+        let task = |x: u32| x * 3;
+        fn addr_of<F: Fn(u32) -> u32 + Copy>(key: &Key, _: F) -> TaskAddr {
+            key.blocking::<F, u32, u32>()
+        }
+        let addr = addr_of(&key, task);
+        let f = key.resolve_blocking(addr).unwrap();
+        let mut input = Vec::new();
+        protocol::encode_into(&14u32, &mut input).unwrap();
+        let mut out = Vec::new();
+        f(&input, &mut out).unwrap();
+        assert_eq!(protocol::decode::<u32>(&out).unwrap(), 42);
+    }
+
+    #[test]
+    fn forged_or_mistyped_addresses_are_refused() {
+        fn addr_of<F: Fn(u8) -> u8 + Copy>(key: &Key, _: F) -> TaskAddr {
+            key.blocking::<F, u8, u8>()
+        }
+        let key = Key::from_bytes([1; 16]);
+        let addr = addr_of(&key, |x: u8| x);
+        let mut forged = addr;
+        forged.offset += 16;
+        assert!(key.resolve_blocking(forged).is_err());
+        let mut wrong_kind = addr;
+        wrong_kind.kind = Kind::Async;
+        assert!(key.resolve_async(wrong_kind).is_err());
+        let other = Key::from_bytes([2; 16]);
+        assert!(other.resolve_blocking(addr).is_err());
+    }
+}
