@@ -2,6 +2,9 @@
 
 use polyexec::{Backend, Executor};
 
+// This test binary is also the subprocess backend's worker executable.
+polyexec::test_hook!();
+
 #[test]
 fn every_compiled_backend_is_found_by_its_name() {
     assert!(!Backend::all().is_empty());
