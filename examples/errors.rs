@@ -120,6 +120,7 @@ fn main() -> common::Res {
     } else {
         println!("   a running *blocking* task is stopped by killing its worker process");
     }
+    per_task_timeout(exec.backend(), args.quick)?;
 
     // 4. Cancelling a task that has not started.
     println!("\n4. a queued task is cancelled");
@@ -140,5 +141,37 @@ fn main() -> common::Res {
         .filter(|r| r.is_ok())
         .count();
     println!("   the {busy_ok} busy task(s) finished normally");
+    Ok(())
+}
+
+/// A time limit the executor enforces on each task, which only a backend that can kill a task
+/// offers: the subprocess pool kills the worker process and resolves the task with `TimedOut`.
+fn per_task_timeout(backend: Backend, quick: bool) -> common::Res {
+    let limit = Duration::from_millis(if quick { 100 } else { 300 });
+    match backend {
+        #[cfg(feature = "subprocess")]
+        Backend::Subprocess => {
+            let pool = polyexec::subprocess::ProcessPool::builder()
+                .workers(1)
+                .task_timeout(limit)
+                .build()?;
+            let stuck = pool.spawn(60_000u64, |ms: u64| {
+                std::thread::sleep(Duration::from_millis(ms)); // blocks: nothing to await
+            });
+            let start = Instant::now();
+            let result = stuck.join();
+            println!(
+                "   with ProcessPoolBuilder::task_timeout({limit:?}), a task stuck in a blocking \
+                 call got, after {:.0} ms: {result:?}",
+                start.elapsed().as_secs_f64() * 1e3
+            );
+            let next = pool.spawn(1u8, |x: u8| x + 1).join()?;
+            println!("   the pool replaced the killed worker: the next task returned {next}");
+        }
+        other => println!(
+            "   no per-task time limit (such as {limit:?}) on the {other} backend: its tasks \
+             cannot be killed; use join_timeout + cancel as above, or the subprocess backend"
+        ),
+    }
     Ok(())
 }
