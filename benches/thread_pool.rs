@@ -54,7 +54,11 @@ impl RawPool {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        self.tx.as_ref().expect("open").send(job).expect("workers alive");
+        self.tx
+            .as_ref()
+            .expect("open")
+            .send(job)
+            .expect("workers alive");
         rx
     }
 }
@@ -69,7 +73,10 @@ impl Drop for RawPool {
 }
 
 fn submit_all_then_join_all(c: &mut Criterion) {
-    let pool = ThreadPool::builder().workers(WORKERS).build().expect("pool");
+    let pool = ThreadPool::builder()
+        .workers(WORKERS)
+        .build()
+        .expect("pool");
     let raw = RawPool::new(WORKERS);
     let mut group = c.benchmark_group("thread/submit_all_join_all");
     group.throughput(Throughput::Elements(TASKS));
@@ -95,11 +102,18 @@ fn submit_all_then_join_all(c: &mut Criterion) {
 }
 
 fn lockstep(c: &mut Criterion) {
-    let pool = ThreadPool::builder().workers(WORKERS).build().expect("pool");
+    let pool = ThreadPool::builder()
+        .workers(WORKERS)
+        .build()
+        .expect("pool");
     let raw = RawPool::new(WORKERS);
     let mut group = c.benchmark_group("thread/lockstep");
     group.bench_function("polyexec", |b| {
-        b.iter(|| pool.spawn(black_box(1u64), |x: u64| x + 1).join().expect("task"))
+        b.iter(|| {
+            pool.spawn(black_box(1u64), |x: u64| x + 1)
+                .join()
+                .expect("task")
+        })
     });
     group.bench_function("crossbeam_raw", |b| {
         b.iter(|| {
@@ -111,7 +125,10 @@ fn lockstep(c: &mut Criterion) {
 }
 
 fn map_chunked(c: &mut Criterion) {
-    let pool = ThreadPool::builder().workers(WORKERS).build().expect("pool");
+    let pool = ThreadPool::builder()
+        .workers(WORKERS)
+        .build()
+        .expect("pool");
     let mut group = c.benchmark_group("thread/map");
     group.throughput(Throughput::Elements(TASKS));
     for chunk in [1usize, 64] {

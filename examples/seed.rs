@@ -41,7 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// `--backend NAME` (or `--backend=NAME`), else `POLYEXEC_BACKEND`, else the default.
 fn backend_from_args() -> Result<Backend, Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
+    // Every branch returns: there is at most one argument to look at.
+    if let Some(arg) = args.next() {
         if arg == "--backend" {
             let name = args.next().ok_or("--backend needs a name")?;
             return Ok(Backend::from_name(&name)?);

@@ -208,11 +208,11 @@ pub fn async_tasks<E: Executor + 'static>(make: &dyn Fn() -> E) {
             .map(Ok)
             .collect::<Vec<Result<u64, TaskError>>>()
     );
-    let panicked = exec.spawn_async((), |()| async move {
+    let panicked: TaskHandle<()> = exec.spawn_async((), |()| async move {
         crate::sleep(Duration::from_millis(1)).await;
         panic!("async boom");
     });
-    let err: TaskError = panicked.join().map(|()| ()).unwrap_err();
+    let err = panicked.join().unwrap_err();
     assert_eq!(err.panic_message(), Some("async boom"));
     exec.shutdown();
 }
@@ -499,7 +499,7 @@ pub fn async_and_sync_waiting<E: Executor + 'static>(make: &dyn Fn() -> E) {
     let h = exec.spawn(1u8, |x: u8| x + 1);
     assert_eq!(futures::executor::block_on(h), Ok(2));
     let h = exec.spawn_async(2u8, |x: u8| async move { x + 1 });
-    assert_eq!(async_io::block_on(async { h.await }), Ok(3));
+    assert_eq!(async_io::block_on(h), Ok(3));
     assert_eq!(exec.spawn(3u8, |x: u8| x + 1).join(), Ok(4));
 
     let handles = exec.spawn_all(0..10u8, |x: u8| x);

@@ -1,0 +1,123 @@
+//! The loop thread: what it runs, and the thread-local state tasks find their loop through.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_executor::{FallibleTask, LocalExecutor};
+
+use crate::event_loop::Shared;
+
+thread_local! {
+    /// The loop whose tasks this thread polls: set for a loop thread's whole life, and for the
+    /// duration of a `shutdown_now` drain on the thread that drains.
+    static CURRENT: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+    /// This loop thread's executor for `!Send` tasks.
+    static LOCAL: RefCell<Option<Rc<LocalExecutor<'static>>>> = const { RefCell::new(None) };
+}
+
+/// Tasks run between two yields to the reactor (timers, I/O) and to the local executor; the
+/// same batch as `async_executor::Executor::run` uses.
+const TICKS_PER_YIELD: usize = 200;
+
+/// `true` if the loop this thread polls for is being shut down immediately.
+#[inline]
+pub(crate) fn current_is_stopping() -> bool {
+    CURRENT.with(|current| {
+        current
+            .borrow()
+            .as_ref()
+            .is_some_and(|shared| shared.is_stopping())
+    })
+}
+
+/// The loop this thread polls for, if any.
+pub(crate) fn current() -> Option<Arc<Shared>> {
+    CURRENT
+        .try_with(|current| current.borrow().clone())
+        .ok()
+        .flatten()
+}
+
+/// `true` on the threads of the loop `shared`.
+pub(crate) fn is_loop_thread_of(shared: &Arc<Shared>) -> bool {
+    LOCAL
+        .try_with(|local| local.borrow().is_some())
+        .unwrap_or(false)
+        && current().is_some_and(|current| Arc::ptr_eq(&current, shared))
+}
+
+/// Makes `shared` the current loop of this thread while `body` runs (for a `shutdown_now`
+/// drain), then restores the previous one, which is another loop's if this thread is a loop
+/// thread of another loop.
+pub(crate) fn with_current<R>(shared: &Arc<Shared>, body: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.with(|current| current.replace(Some(Arc::clone(shared))));
+    let result = body();
+    CURRENT.with(|current| current.replace(previous));
+    result
+}
+
+/// Spawns a `!Send` future on this loop thread's local executor; `None` off loop threads.
+pub(crate) fn spawn_local<Fut>(future: Fut) -> Option<FallibleTask<Fut::Output>>
+where
+    Fut: Future + 'static,
+    Fut::Output: 'static,
+{
+    LOCAL.with(|local| {
+        local
+            .borrow()
+            .as_ref()
+            .map(|executor| executor.spawn(future).fallible())
+    })
+}
+
+/// The body of a loop thread.
+pub(crate) fn run(shared: Arc<Shared>) {
+    let _marker = polyexec_core::enter_event_loop();
+    CURRENT.with(|current| *current.borrow_mut() = Some(Arc::clone(&shared)));
+    let local = Rc::new(LocalExecutor::new());
+    LOCAL.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&local)));
+    // The reactor (timers, I/O) is driven by this `block_on` whenever the loop waits or yields.
+    async_io::block_on(local.run(serve(&shared)));
+    LOCAL.with(|slot| slot.borrow_mut().take());
+    // Local tasks still here were cancelled by an immediate shutdown; dropping the executor
+    // drops their futures, on this thread as they require.
+    drop(local);
+    CURRENT.with(|current| current.borrow_mut().take());
+}
+
+/// Runs the loop's tasks until the loop is told to stop (immediate shutdown) or has nothing
+/// left to run (graceful shutdown).
+async fn serve(shared: &Shared) {
+    loop {
+        for _ in 0..TICKS_PER_YIELD {
+            shared.executor.tick().await;
+            // One relaxed-enough load per task on the fast path; the rest only while stopping.
+            if shared.is_shutting_down() && shared.should_exit() {
+                return;
+            }
+        }
+        YieldNow(false).await;
+    }
+}
+
+/// Returns `Pending` once, waking itself: lets `block_on` poll the reactor and the local
+/// executor run.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
