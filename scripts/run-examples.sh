@@ -2,7 +2,7 @@
 # Runs every example once, briefly, on every backend compiled in with all features.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-backends=(thread)
+backends=(thread coroutine)
 cargo build --release --all-features --examples
 for backend in "${backends[@]}"; do
   echo "-- seed on $backend"

@@ -15,8 +15,10 @@ use polyexec_core::{AsyncTask, BlockingTask, BuildError, Executor, Portable, Tas
 /// ```
 /// use polyexec::Backend;
 ///
-/// let backend: Backend = "thread".parse()?;
-/// assert_eq!(backend.name(), "thread");
+/// // "thread", "coroutine" or "subprocess", whichever this build has first.
+/// let name = Backend::all()[0].name();
+/// let backend: Backend = name.parse()?;
+/// assert_eq!(backend.name(), name);
 /// assert!(Backend::all().contains(&backend));
 /// assert!("fibers".parse::<Backend>().is_err());
 /// # Ok::<(), polyexec::UnknownBackend>(())
@@ -28,6 +30,10 @@ pub enum Backend {
     #[cfg(feature = "thread")]
     #[cfg_attr(docsrs, doc(cfg(feature = "thread")))]
     Thread,
+    /// An event loop ([`crate::coroutine::EventLoop`]).
+    #[cfg(feature = "coroutine")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "coroutine")))]
+    Coroutine,
 }
 
 /// Every backend polyexec has, compiled in or not, in default-priority order.
@@ -47,6 +53,8 @@ impl Backend {
         &[
             #[cfg(feature = "thread")]
             Backend::Thread,
+            #[cfg(feature = "coroutine")]
+            Backend::Coroutine,
         ]
     }
 
@@ -61,6 +69,8 @@ impl Backend {
         match self {
             #[cfg(feature = "thread")]
             Backend::Thread => "thread",
+            #[cfg(feature = "coroutine")]
+            Backend::Coroutine => "coroutine",
         }
     }
 
@@ -75,7 +85,8 @@ impl Backend {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(polyexec::Backend::from_name("THREAD")?.name(), "thread");
+    /// let name = polyexec::Backend::default().name(); // e.g. "thread"
+    /// assert_eq!(polyexec::Backend::from_name(&name.to_uppercase())?.name(), name);
     /// # Ok::<(), polyexec::UnknownBackend>(())
     /// ```
     pub fn from_name(name: &str) -> Result<Backend, UnknownBackend> {
@@ -153,6 +164,14 @@ impl Backend {
                 }
                 builder.build().map(AnyExecutor::Thread)
             }
+            #[cfg(feature = "coroutine")]
+            Backend::Coroutine => {
+                let mut builder = polyexec_coroutine::EventLoop::builder();
+                if let Some(n) = workers {
+                    builder = builder.threads(n);
+                }
+                builder.build().map(AnyExecutor::Coroutine)
+            }
         }
     }
 }
@@ -224,8 +243,9 @@ impl UnknownBackend {
 ///
 /// ```
 /// use polyexec::{AnyExecutor, Backend, Executor};
-/// let exec: AnyExecutor = Backend::from_name("thread")?.build()?;
-/// assert_eq!(exec.backend_name(), "thread");
+/// let name = Backend::default().name(); // e.g. "thread"
+/// let exec: AnyExecutor = Backend::from_name(name)?.build()?;
+/// assert_eq!(exec.backend_name(), name);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -235,6 +255,10 @@ pub enum AnyExecutor {
     #[cfg(feature = "thread")]
     #[cfg_attr(docsrs, doc(cfg(feature = "thread")))]
     Thread(polyexec_thread::ThreadPool),
+    /// An [`EventLoop`](crate::coroutine::EventLoop).
+    #[cfg(feature = "coroutine")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "coroutine")))]
+    Coroutine(polyexec_coroutine::EventLoop),
 }
 
 impl AnyExecutor {
@@ -251,6 +275,8 @@ impl AnyExecutor {
         match self {
             #[cfg(feature = "thread")]
             AnyExecutor::Thread(_) => Backend::Thread,
+            #[cfg(feature = "coroutine")]
+            AnyExecutor::Coroutine(_) => Backend::Coroutine,
         }
     }
 }
@@ -261,6 +287,8 @@ macro_rules! delegate {
         match $self {
             #[cfg(feature = "thread")]
             AnyExecutor::Thread($exec) => $call,
+            #[cfg(feature = "coroutine")]
+            AnyExecutor::Coroutine($exec) => $call,
         }
     };
 }

@@ -53,6 +53,7 @@
 //! | feature | backend | module | default |
 //! |---|---|---|---|
 //! | `thread` | a pool of OS threads | [`thread`] | yes |
+//! | `coroutine` | an event loop on one thread (or a few), the asyncio model | [`coroutine`] | no |
 //!
 //! # Choosing at run time
 //!
@@ -65,8 +66,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-#[cfg(not(any(feature = "thread")))]
-compile_error!("polyexec needs at least one backend feature: `thread`");
+#[cfg(not(any(feature = "thread", feature = "coroutine")))]
+compile_error!("polyexec needs at least one backend feature: `thread` or `coroutine`");
 
 mod backend;
 
@@ -82,6 +83,13 @@ pub use polyexec_core::{
 #[cfg_attr(docsrs, doc(cfg(feature = "thread")))]
 pub mod thread {
     pub use polyexec_thread::{ThreadPool, ThreadPoolBuilder};
+}
+
+/// The coroutine backend: [`EventLoop`](coroutine::EventLoop), an event loop on async-executor.
+#[cfg(feature = "coroutine")]
+#[cfg_attr(docsrs, doc(cfg(feature = "coroutine")))]
+pub mod coroutine {
+    pub use polyexec_coroutine::{EventLoop, EventLoopBuilder};
 }
 
 /// The entry hook: call it first thing in `main`.
