@@ -8,6 +8,7 @@ use std::task::Waker;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use polyexec_core::{
     AsyncTask, BlockingTask, BuildError, Executor, Portable, TaskError, TaskHandle,
     assert_portable, catch_async, catch_task,
@@ -30,9 +31,12 @@ pub(crate) struct Shared {
     pub(crate) executor: async_executor::Executor<'static>,
     gate: Gate,
     phase: AtomicU8,
-    /// Set by the first loop thread that finds nothing left to run while draining; the others
-    /// then exit too.
+    /// Set by the first thread that finds nothing left to run while draining; the loop
+    /// threads then exit.
     drained: AtomicBool,
+    /// One per loop thread: the waker of that thread while it has no task to run, so that a
+    /// shutdown reaches idle threads without going through the task queue.
+    idle: Vec<AtomicWaker>,
     /// Wakers of the tasks that have returned `Pending` at least once, so that an immediate
     /// shutdown can reach a task wherever it waits (a timer, a channel, another task). Tasks
     /// that finish in their first poll are never here.
@@ -67,33 +71,41 @@ impl Shared {
         drop(waker);
     }
 
-    /// Called by a loop thread after a task, once a shutdown has begun: `true` if the thread
-    /// should exit now.
+    /// Called by a loop thread after a task or a wake-up, once a shutdown has begun: `true` if
+    /// the thread should exit now.
     pub(crate) fn should_exit(&self) -> bool {
-        match self.phase.load(Ordering::Acquire) {
+        match self.phase.load(Ordering::SeqCst) {
             RUNNING => false,
-            DRAINING => {
-                if self.drained.load(Ordering::Acquire) {
-                    return true;
-                }
-                // The gate is closed, so no task can be added: empty stays empty (the nudges
-                // spawned below are not tasks anyone waits for).
-                if self.executor.is_empty() {
-                    self.drained.store(true, Ordering::Release);
-                    // The other loop threads may be idle, waiting for a task: give each one.
-                    self.nudge();
-                    return true;
-                }
-                false
-            }
+            DRAINING => self.drained.load(Ordering::Acquire) || self.check_drained(),
             _ => true,
         }
     }
 
-    /// Wakes every loop thread (at least once each), so that it looks at the phase.
-    fn nudge(&self) {
-        for _ in 0..self.size {
-            self.executor.spawn(async {}).detach();
+    /// While draining: if no task is left, marks the loop drained and wakes the idle loop
+    /// threads so that they exit too. The gate is closed by then, so empty stays empty.
+    fn check_drained(&self) -> bool {
+        if !self.executor.is_empty() {
+            return false;
+        }
+        if !self.drained.swap(true, Ordering::AcqRel) {
+            self.wake_loop_threads();
+        }
+        true
+    }
+
+    /// `true` once an idle loop thread must look at the phase: it has to exit.
+    pub(crate) fn exit_signalled(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) == STOPPING || self.drained.load(Ordering::Acquire)
+    }
+
+    /// Registers an idle loop thread's waker, to be woken by [`exit_signalled`] turning true.
+    pub(crate) fn register_idle(&self, index: usize, waker: &Waker) {
+        self.idle[index].register(waker);
+    }
+
+    fn wake_loop_threads(&self) {
+        for idle in &self.idle {
+            idle.wake();
         }
     }
 
@@ -119,13 +131,16 @@ impl Shared {
         if now {
             self.phase.store(STOPPING, Ordering::SeqCst);
             self.wake_waiting();
+            self.wake_loop_threads();
         } else {
             // An immediate shutdown already under way stays immediate.
             let _ =
                 self.phase
-                    .compare_exchange(RUNNING, DRAINING, Ordering::AcqRel, Ordering::Acquire);
+                    .compare_exchange(RUNNING, DRAINING, Ordering::SeqCst, Ordering::SeqCst);
+            // Either this sees the last task gone, or the loop thread that finishes it sees
+            // the phase (both sides order through the executor's task lock and `SeqCst`).
+            self.check_drained();
         }
-        self.nudge();
         if runner::is_loop_thread_of(self) {
             // Joining here would wait for this very thread. Another thread finishes the job;
             // the loop threads (this one included, once its current task returns) exit on
@@ -552,6 +567,7 @@ impl EventLoopBuilder {
             gate: Gate::default(),
             phase: AtomicU8::new(RUNNING),
             drained: AtomicBool::new(false),
+            idle: (0..size).map(|_| AtomicWaker::new()).collect(),
             waiting: Mutex::new(Slab::new()),
             threads: Mutex::new(Vec::with_capacity(size)),
             size,
@@ -568,7 +584,7 @@ impl EventLoopBuilder {
                 builder = builder.stack_size(bytes);
             }
             let thread_shared = Arc::clone(&shared);
-            match builder.spawn(move || runner::run(thread_shared)) {
+            match builder.spawn(move || runner::run(thread_shared, index)) {
                 Ok(handle) => shared
                     .threads
                     .lock()

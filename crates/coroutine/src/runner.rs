@@ -1,8 +1,8 @@
 //! The loop thread: what it runs, and the thread-local state tasks find their loop through.
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -75,13 +75,13 @@ where
 }
 
 /// The body of a loop thread.
-pub(crate) fn run(shared: Arc<Shared>) {
+pub(crate) fn run(shared: Arc<Shared>, index: usize) {
     let _marker = polyexec_core::enter_event_loop();
     CURRENT.with(|current| *current.borrow_mut() = Some(Arc::clone(&shared)));
     let local = Rc::new(LocalExecutor::new());
     LOCAL.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&local)));
     // The reactor (timers, I/O) is driven by this `block_on` whenever the loop waits or yields.
-    async_io::block_on(local.run(serve(&shared)));
+    async_io::block_on(local.run(serve(&shared, index)));
     LOCAL.with(|slot| slot.borrow_mut().take());
     // Local tasks still here were cancelled by an immediate shutdown; dropping the executor
     // drops their futures, on this thread as they require.
@@ -91,11 +91,29 @@ pub(crate) fn run(shared: Arc<Shared>) {
 
 /// Runs the loop's tasks until the loop is told to stop (immediate shutdown) or has nothing
 /// left to run (graceful shutdown).
-async fn serve(shared: &Shared) {
+async fn serve(shared: &Shared, index: usize) {
     loop {
         for _ in 0..TICKS_PER_YIELD {
-            shared.executor.tick().await;
-            // One relaxed-enough load per task on the fast path; the rest only while stopping.
+            let mut tick = pin!(shared.executor.tick());
+            // Runs one task, or waits for one; an idle thread also wakes for a shutdown.
+            poll_fn(|cx| {
+                if tick.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                if shared.exit_signalled() {
+                    return Poll::Ready(());
+                }
+                shared.register_idle(index, cx.waker());
+                // Checked again: a shutdown between the check above and the registration
+                // woke the previous waker, not this one.
+                if shared.exit_signalled() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            // One load per task on the fast path; the rest only while shutting down.
             if shared.is_shutting_down() && shared.should_exit() {
                 return;
             }
