@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use polyexec_core::{Executor, TaskError};
+use polyexec_core::{Executor, TaskError, TaskHandle};
 use polyexec_coroutine::EventLoop;
 
 #[test]
@@ -48,14 +48,14 @@ fn panics_and_cancellation_work_for_local_tasks() {
         .threads(2)
         .build()
         .expect("build an event loop");
-    let panicking = event_loop.spawn_local_capturing(|| {
+    let panicking: TaskHandle<()> = event_loop.spawn_local_capturing(|| {
         let _not_send = Rc::new(());
         async move {
             polyexec_core::sleep(Duration::from_millis(1)).await;
             panic!("local boom");
         }
     });
-    let err: TaskError = panicking.join().map(|()| ()).unwrap_err();
+    let err = panicking.join().unwrap_err();
     assert_eq!(err.panic_message(), Some("local boom"));
     // A panic while building the future is caught too.
     let bad_make =
