@@ -336,7 +336,7 @@ impl<T> Future for TaskHandle<T> {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(result) => {
                     this.inner = Inner::Done(None);
-                    Poll::Ready(result.unwrap_or(Err(TaskError::ShutDown)))
+                    Poll::Ready(result.unwrap_or_else(|| Err(TaskError::ShutDown)))
                 }
             },
             Inner::Remote(remote) => {
@@ -370,9 +370,13 @@ impl<T> Unpin for TaskHandle<T> {}
 
 impl<T> Drop for TaskHandle<T> {
     fn drop(&mut self) {
-        // Dropping an `async-task` handle would cancel the task; ours detaches instead.
-        if let Inner::Local(task) = std::mem::replace(&mut self.inner, Inner::Done(None)) {
-            task.detach();
+        // Dropping an `async-task` handle would cancel the task; ours detaches instead. (Checked
+        // before replacing: most handles are dropped after delivering their result, and then
+        // there is nothing to move.)
+        if matches!(self.inner, Inner::Local(_)) {
+            if let Inner::Local(task) = std::mem::replace(&mut self.inner, Inner::Done(None)) {
+                task.detach();
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 //! [`async-executor`](https://docs.rs/async-executor) executor driven by one thread (by default)
 //! or by several threads sharing it. The loop threads run the `async-io` reactor, so timers
 //! (`polyexec::sleep`) and `async-io` I/O work inside tasks. Each task costs one allocation:
-//! the `async-task` cell that holds the future and then the output.
+//! the task cell that holds the future and then the output.
 //!
 //! | task form | how it runs |
 //! |---|---|

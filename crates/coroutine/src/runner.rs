@@ -5,6 +5,7 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use async_executor::{FallibleTask, LocalExecutor};
@@ -23,9 +24,29 @@ thread_local! {
 /// same batch as `async_executor::Executor::run` uses.
 const TICKS_PER_YIELD: usize = 200;
 
+/// How many loops of this process are in an immediate shutdown. Almost always zero, which
+/// lets the check every task makes at every poll be one load of a static instead of a
+/// thread-local lookup.
+///
+/// Invariant: a loop is counted from before its phase becomes `STOPPING` until every one of its
+/// tasks has resolved, so a poll that reads zero comes before that loop's `shutdown_now` in the
+/// `SeqCst` order, and would have read its phase as not stopping anyway.
+static STOPPING_LOOPS: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn count_stopping_loop() {
+    STOPPING_LOOPS.fetch_add(1, Ordering::SeqCst);
+}
+
+pub(crate) fn uncount_stopping_loop() {
+    STOPPING_LOOPS.fetch_sub(1, Ordering::SeqCst);
+}
+
 /// `true` if the loop this thread polls for is being shut down immediately.
 #[inline]
 pub(crate) fn current_is_stopping() -> bool {
+    if STOPPING_LOOPS.load(Ordering::SeqCst) == 0 {
+        return false;
+    }
     CURRENT.with(|current| {
         current
             .borrow()

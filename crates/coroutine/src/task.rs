@@ -2,7 +2,7 @@
 //! [`Timeout`] (the builder's per-task time limit).
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,12 +17,16 @@ use crate::event_loop::Shared;
 use crate::runner;
 
 pin_project! {
-    /// The outermost layer of every task: once an immediate shutdown has begun, the next poll
-    /// drops the task's future unpolled and resolves it with [`TaskError::ShutDown`].
+    /// The one layer around every task's future, doing three jobs in a single poll:
     ///
-    /// A task that returns `Pending` registers its waker with the loop the first time, so that
-    /// `shutdown_now` can wake it (and so end it) wherever it waits. Tasks that finish in their
-    /// first poll never touch that registry: the fast path has no lock and no reference count.
+    /// - once an immediate shutdown of the task's loop has begun, the next poll drops the
+    ///   future unpolled and resolves the task with [`TaskError::ShutDown`];
+    /// - a panic while polling (which includes calling the task closure, since that happens in
+    ///   the first poll) resolves the task with [`TaskError::Panicked`];
+    /// - the first time the future returns `Pending`, its waker is registered with the loop, so
+    ///   that `shutdown_now` can wake (and so end) it wherever it waits. Tasks that finish in
+    ///   their first poll never touch that registry: the fast path takes no lock and counts no
+    ///   reference.
     pub(crate) struct Guarded<F> {
         #[pin]
         inner: F,
@@ -54,7 +58,11 @@ where
         if runner::current_is_stopping() {
             return Poll::Ready(Err(TaskError::ShutDown));
         }
-        let poll = this.inner.poll(cx);
+        let mut inner = this.inner;
+        let poll = match panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(payload) => return Poll::Ready(Err(panic_error(payload))),
+        };
         if poll.is_pending() && this.registration.is_none() {
             if let Some(shared) = runner::current() {
                 let key = shared.register_waiting(cx.waker());
@@ -141,6 +149,8 @@ where
     let local = AssertUnwindSafe(async move { make().await })
         .catch_unwind()
         .map(|r| r.map_err(panic_error));
+    // (This path has its own catch: the local task is polled by the local executor, outside
+    // of `Guarded`.)
     match runner::spawn_local(local) {
         // `None` when the local executor dropped the task unfinished: only at immediate
         // shutdown, when the loop thread exits.
