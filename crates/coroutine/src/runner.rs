@@ -1,6 +1,6 @@
 //! The loop thread: what it runs, and the thread-local state tasks find their loop through.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::rc::Rc;
@@ -18,6 +18,31 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
     /// This loop thread's executor for `!Send` tasks.
     static LOCAL: RefCell<Option<Rc<LocalExecutor<'static>>>> = const { RefCell::new(None) };
+    /// Local tasks of this thread whose futures have not been dropped yet. The loop looks at
+    /// its local executor only while there are some, so that a loop without local tasks (the
+    /// usual case) pays nothing for it when it goes idle.
+    static LOCAL_TASKS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn has_local_tasks() -> bool {
+    LOCAL_TASKS.with(Cell::get) != 0
+}
+
+/// Counts one local task for as long as its future lives (dropped on its thread, as the local
+/// executor guarantees).
+struct LocalTaskCount;
+
+impl LocalTaskCount {
+    fn new() -> Self {
+        LOCAL_TASKS.with(|n| n.set(n.get() + 1));
+        LocalTaskCount
+    }
+}
+
+impl Drop for LocalTaskCount {
+    fn drop(&mut self) {
+        let _ = LOCAL_TASKS.try_with(|n| n.set(n.get().saturating_sub(1)));
+    }
 }
 
 /// Tasks run between two yields to the reactor (timers, I/O) and to the local executor; the
@@ -88,10 +113,15 @@ where
     Fut::Output: 'static,
 {
     LOCAL.with(|local| {
-        local
-            .borrow()
-            .as_ref()
-            .map(|executor| executor.spawn(future).fallible())
+        local.borrow().as_ref().map(|executor| {
+            let count = LocalTaskCount::new();
+            executor
+                .spawn(async move {
+                    let _count = count;
+                    future.await
+                })
+                .fallible()
+        })
     })
 }
 
@@ -102,7 +132,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize) {
     let local = Rc::new(LocalExecutor::new());
     LOCAL.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&local)));
     // The reactor (timers, I/O) is driven by this `block_on` whenever the loop waits or yields.
-    async_io::block_on(local.run(serve(&shared, index)));
+    async_io::block_on(serve(&shared, &local, index));
     LOCAL.with(|slot| slot.borrow_mut().take());
     // Local tasks still here were cancelled by an immediate shutdown; dropping the executor
     // drops their futures, on this thread as they require.
@@ -112,13 +142,17 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize) {
 
 /// Runs the loop's tasks until the loop is told to stop (immediate shutdown) or has nothing
 /// left to run (graceful shutdown).
-async fn serve(shared: &Shared, index: usize) {
+async fn serve(shared: &Shared, local: &LocalExecutor<'static>, index: usize) {
     loop {
         for _ in 0..TICKS_PER_YIELD {
             let mut tick = pin!(shared.executor.tick());
+            let mut local_tick = pin!(local.tick());
             // Runs one task, or waits for one; an idle thread also wakes for a shutdown.
             poll_fn(|cx| {
                 if tick.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                if has_local_tasks() && local_tick.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(());
                 }
                 if shared.exit_signalled() {
@@ -139,12 +173,20 @@ async fn serve(shared: &Shared, index: usize) {
                 return;
             }
         }
+        // Local tasks run above only when no shared task is ready; here they get a turn even
+        // on a busy loop.
+        if has_local_tasks() {
+            for _ in 0..TICKS_PER_YIELD {
+                if !local.try_tick() {
+                    break;
+                }
+            }
+        }
         YieldNow(false).await;
     }
 }
 
-/// Returns `Pending` once, waking itself: lets `block_on` poll the reactor and the local
-/// executor run.
+/// Returns `Pending` once, waking itself: lets `block_on` poll the reactor.
 struct YieldNow(bool);
 
 impl Future for YieldNow {
