@@ -116,6 +116,29 @@ impl Contenders {
         }
     }
 
+    /// Batch submission from this thread: async-executor's `spawn_many`, the loop's
+    /// `spawn_all`, and `map` (which sends chunks of inputs as single loop tasks).
+    fn batch(&self, which: &str, n: u64) {
+        match which {
+            "raw" => {
+                let mut tasks = Vec::with_capacity(n as usize);
+                self.raw
+                    .spawn_many((0..n).map(|i| async move { black_box(i) + 1 }), &mut tasks);
+                wait_all(tasks);
+            }
+            "spawn_all" => wait_all(self.event_loop.spawn_all(0..n, |x: u64| x + 1)),
+            "map" => {
+                black_box(
+                    self.event_loop
+                        .map(0..n, |x: u64| x + 1)
+                        .map(|r| r.expect("task"))
+                        .sum::<u64>(),
+                );
+            }
+            other => panic!("unknown contender {other}"),
+        }
+    }
+
     /// One task on the executor thread submits all, then awaits each: no cross-thread wake-up.
     fn on_loop(&self, which: &str, n: u64) {
         match which {
@@ -221,16 +244,25 @@ fn main() {
             contenders.on_loop(which, 1_000);
         }
     } else {
-        let names = ["raw", "raw+handle", "async", "blocking", "tokio"];
-        for (shape, label) in [(0, "on the loop"), (1, "submit from another thread")] {
+        let names: &[&str] = &["raw", "raw+handle", "async", "blocking", "tokio"];
+        let batch_names: &[&str] = &["raw", "spawn_all", "map"];
+        for (shape, label, names) in [
+            (0, "on the loop", names),
+            (1, "submit from another thread", names),
+            (
+                2,
+                "batch from another thread (raw = spawn_many)",
+                batch_names,
+            ),
+        ] {
             let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
             for round in 0..=ROUNDS {
                 for (k, which) in names.iter().enumerate() {
                     let start = Instant::now();
-                    if shape == 0 {
-                        contenders.on_loop(which, TASKS);
-                    } else {
-                        contenders.cross(which, TASKS);
+                    match shape {
+                        0 => contenders.on_loop(which, TASKS),
+                        1 => contenders.cross(which, TASKS),
+                        _ => contenders.batch(which, TASKS),
                     }
                     let took = start.elapsed();
                     if round > 0 {
