@@ -1,5 +1,6 @@
-//! The wrappers every task of the loop is spawned in: [`Guarded`] (immediate shutdown) and
-//! [`Timeout`] (the builder's per-task time limit).
+//! The wrappers of the loop's tasks: [`Guarded`] around every task (panics, immediate
+//! shutdown), [`Timeout`] around async tasks when the builder sets a time limit, and
+//! [`run_local`] for `!Send` tasks.
 
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
