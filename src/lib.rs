@@ -86,6 +86,22 @@ pub mod thread {
 }
 
 /// The coroutine backend: [`EventLoop`](coroutine::EventLoop), an event loop on async-executor.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use polyexec::Executor;
+/// use polyexec::coroutine::EventLoop;
+///
+/// let event_loop = EventLoop::new()?; // one loop thread, like asyncio
+/// let handle = event_loop.spawn_async(5u64, |ms: u64| async move {
+///     polyexec::sleep(Duration::from_millis(ms)).await;
+///     ms * 2
+/// });
+/// assert_eq!(handle.join()?, 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg(feature = "coroutine")]
 #[cfg_attr(docsrs, doc(cfg(feature = "coroutine")))]
 pub mod coroutine {
