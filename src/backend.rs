@@ -29,6 +29,10 @@ pub enum Backend {
     #[cfg(feature = "thread")]
     #[cfg_attr(docsrs, doc(cfg(feature = "thread")))]
     Thread,
+    /// An event loop ([`crate::coroutine::EventLoop`]).
+    #[cfg(feature = "coroutine")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "coroutine")))]
+    Coroutine,
     /// A pool of worker processes ([`crate::subprocess::ProcessPool`]).
     #[cfg(feature = "subprocess")]
     #[cfg_attr(docsrs, doc(cfg(feature = "subprocess")))]
@@ -52,6 +56,8 @@ impl Backend {
         &[
             #[cfg(feature = "thread")]
             Backend::Thread,
+            #[cfg(feature = "coroutine")]
+            Backend::Coroutine,
             #[cfg(feature = "subprocess")]
             Backend::Subprocess,
         ]
@@ -68,6 +74,8 @@ impl Backend {
         match self {
             #[cfg(feature = "thread")]
             Backend::Thread => "thread",
+            #[cfg(feature = "coroutine")]
+            Backend::Coroutine => "coroutine",
             #[cfg(feature = "subprocess")]
             Backend::Subprocess => "subprocess",
         }
@@ -166,6 +174,14 @@ impl Backend {
                 }
                 builder.build().map(AnyExecutor::Thread)
             }
+            #[cfg(feature = "coroutine")]
+            Backend::Coroutine => {
+                let mut builder = polyexec_coroutine::EventLoop::builder();
+                if let Some(n) = workers {
+                    builder = builder.threads(n);
+                }
+                builder.build().map(AnyExecutor::Coroutine)
+            }
             #[cfg(feature = "subprocess")]
             Backend::Subprocess => {
                 let mut builder = polyexec_subprocess::ProcessPool::builder();
@@ -246,8 +262,9 @@ impl UnknownBackend {
 /// ```
 /// use polyexec::{AnyExecutor, Backend, Executor};
 /// polyexec::init();
-/// let exec: AnyExecutor = Backend::from_name(Backend::all()[0].name())?.build()?;
-/// assert_eq!(exec.backend_name(), Backend::all()[0].name());
+/// let name = Backend::default().name(); // "thread" in a default build
+/// let exec: AnyExecutor = Backend::from_name(name)?.build()?;
+/// assert_eq!(exec.backend_name(), name);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -257,6 +274,10 @@ pub enum AnyExecutor {
     #[cfg(feature = "thread")]
     #[cfg_attr(docsrs, doc(cfg(feature = "thread")))]
     Thread(polyexec_thread::ThreadPool),
+    /// An [`EventLoop`](crate::coroutine::EventLoop).
+    #[cfg(feature = "coroutine")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "coroutine")))]
+    Coroutine(polyexec_coroutine::EventLoop),
     /// A [`ProcessPool`](crate::subprocess::ProcessPool).
     #[cfg(feature = "subprocess")]
     #[cfg_attr(docsrs, doc(cfg(feature = "subprocess")))]
@@ -278,6 +299,8 @@ impl AnyExecutor {
         match self {
             #[cfg(feature = "thread")]
             AnyExecutor::Thread(_) => Backend::Thread,
+            #[cfg(feature = "coroutine")]
+            AnyExecutor::Coroutine(_) => Backend::Coroutine,
             #[cfg(feature = "subprocess")]
             AnyExecutor::Subprocess(_) => Backend::Subprocess,
         }
@@ -290,6 +313,8 @@ macro_rules! delegate {
         match $self {
             #[cfg(feature = "thread")]
             AnyExecutor::Thread($exec) => $call,
+            #[cfg(feature = "coroutine")]
+            AnyExecutor::Coroutine($exec) => $call,
             #[cfg(feature = "subprocess")]
             AnyExecutor::Subprocess($exec) => $call,
         }

@@ -53,7 +53,8 @@
 //! | feature | backend | module | default |
 //! |---|---|---|---|
 //! | `thread` | a pool of OS threads | [`thread`] | yes |
-//! | `subprocess` | a pool of worker processes (this program, started again) | `subprocess` | no |
+//! | `coroutine` | an event loop on one thread (or a few), the asyncio model | [`coroutine`] | no |
+//! | `subprocess` | a pool of worker processes (this program, started again) | [`subprocess`] | no |
 //!
 //! # Choosing at run time
 //!
@@ -66,8 +67,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-#[cfg(not(any(feature = "thread", feature = "subprocess")))]
-compile_error!("polyexec needs at least one backend feature: `thread` or `subprocess`");
+#[cfg(not(any(feature = "thread", feature = "coroutine", feature = "subprocess")))]
+compile_error!(
+    "polyexec needs at least one backend feature: `thread`, `coroutine` or `subprocess`"
+);
 
 mod backend;
 
@@ -83,6 +86,29 @@ pub use polyexec_core::{
 #[cfg_attr(docsrs, doc(cfg(feature = "thread")))]
 pub mod thread {
     pub use polyexec_thread::{ThreadPool, ThreadPoolBuilder};
+}
+
+/// The coroutine backend: [`EventLoop`](coroutine::EventLoop), an event loop on async-executor.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use polyexec::Executor;
+/// use polyexec::coroutine::EventLoop;
+///
+/// let event_loop = EventLoop::new()?; // one loop thread, like asyncio
+/// let handle = event_loop.spawn_async(5u64, |ms: u64| async move {
+///     polyexec::sleep(Duration::from_millis(ms)).await;
+///     ms * 2
+/// });
+/// assert_eq!(handle.join()?, 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "coroutine")]
+#[cfg_attr(docsrs, doc(cfg(feature = "coroutine")))]
+pub mod coroutine {
+    pub use polyexec_coroutine::{EventLoop, EventLoopBuilder};
 }
 
 /// The subprocess backend: [`ProcessPool`](subprocess::ProcessPool), a pool of worker processes

@@ -11,6 +11,20 @@ mod thread {
         .expect("build the thread backend"));
 }
 
+#[cfg(feature = "coroutine")]
+mod coroutine_one_thread {
+    polyexec_core::conformance_suite!(|| polyexec::Backend::Coroutine
+        .build_with_workers(Some(1))
+        .expect("build the coroutine backend"));
+}
+
+#[cfg(feature = "coroutine")]
+mod coroutine_two_threads {
+    polyexec_core::conformance_suite!(|| polyexec::Backend::Coroutine
+        .build_with_workers(Some(2))
+        .expect("build the coroutine backend"));
+}
+
 #[cfg(feature = "subprocess")]
 mod subprocess {
     polyexec_core::conformance_suite!(|| polyexec::Backend::Subprocess

@@ -215,9 +215,12 @@ impl<T> TaskHandle<T> {
 
     /// Blocks the current thread until the task resolves.
     ///
-    /// Do not call this from inside a task running on a single-threaded event loop for a task of
-    /// that same loop: the loop cannot run the awaited task while it is blocked. `.await` the
-    /// handle there instead.
+    /// # Panics
+    ///
+    /// On an event-loop thread (inside a task of the coroutine backend), if the task has not
+    /// finished: the loop could not run the awaited task while this thread is blocked, so the
+    /// wait would stall or deadlock. `.await` the handle there instead. See
+    /// [`enter_event_loop`](crate::enter_event_loop).
     ///
     /// # Examples
     ///
@@ -225,6 +228,7 @@ impl<T> TaskHandle<T> {
     /// let h = polyexec_core::TaskHandle::ready(Ok::<_, polyexec_core::TaskError>("done"));
     /// assert_eq!(h.join(), Ok("done"));
     /// ```
+    #[track_caller]
     pub fn join(self) -> Result<T, TaskError> {
         block::block_on(self)
     }
@@ -236,7 +240,9 @@ impl<T> TaskHandle<T> {
     ///
     /// # Panics
     ///
-    /// If the handle already delivered its result (a previous call returned `Some`).
+    /// If the handle already delivered its result (a previous call returned `Some`). On an
+    /// event-loop thread, if the task has not finished and `timeout` is not zero (as for
+    /// [`join`](Self::join)).
     ///
     /// # Examples
     ///
@@ -245,6 +251,7 @@ impl<T> TaskHandle<T> {
     /// let mut h = polyexec_core::TaskHandle::ready(Ok::<_, polyexec_core::TaskError>(1));
     /// assert_eq!(h.join_timeout(Duration::from_millis(1)), Some(Ok(1)));
     /// ```
+    #[track_caller]
     pub fn join_timeout(&mut self, timeout: Duration) -> Option<Result<T, TaskError>> {
         let deadline = Instant::now()
             .checked_add(timeout)
@@ -329,7 +336,7 @@ impl<T> Future for TaskHandle<T> {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(result) => {
                     this.inner = Inner::Done(None);
-                    Poll::Ready(result.unwrap_or(Err(TaskError::ShutDown)))
+                    Poll::Ready(result.unwrap_or_else(|| Err(TaskError::ShutDown)))
                 }
             },
             Inner::Remote(remote) => {
@@ -363,9 +370,13 @@ impl<T> Unpin for TaskHandle<T> {}
 
 impl<T> Drop for TaskHandle<T> {
     fn drop(&mut self) {
-        // Dropping an `async-task` handle would cancel the task; ours detaches instead.
-        if let Inner::Local(task) = std::mem::replace(&mut self.inner, Inner::Done(None)) {
-            task.detach();
+        // Dropping an `async-task` handle would cancel the task; ours detaches instead. (Checked
+        // before replacing: most handles are dropped after delivering their result, and then
+        // there is nothing to move.)
+        if matches!(self.inner, Inner::Local(_)) {
+            if let Inner::Local(task) = std::mem::replace(&mut self.inner, Inner::Done(None)) {
+                task.detach();
+            }
         }
     }
 }

@@ -46,7 +46,7 @@ mod time;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
-pub use block::block_on;
+pub use block::{EventLoopThread, block_on, enter_event_loop, is_event_loop_thread};
 pub use error::{BuildError, CodecStage, TaskError, WorkerExit};
 pub use executor::{Executor, MapOptions};
 pub use handle::{Cancel, Resolver, TaskHandle};

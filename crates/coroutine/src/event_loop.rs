@@ -1,0 +1,627 @@
+//! [`EventLoop`] and its builder.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use futures::task::AtomicWaker;
+use polyexec_core::{
+    AsyncTask, BlockingTask, BuildError, Executor, Portable, TaskError, TaskHandle, assert_portable,
+};
+use slab::Slab;
+
+use crate::gate::Gate;
+use crate::runner;
+use crate::task::{Guarded, Timeout, run_local};
+
+/// Inputs per loop task in `map` (see `preferred_chunk_size`).
+const MAP_CHUNK: usize = 64;
+
+/// The loop runs tasks as they come.
+const RUNNING: u8 = 0;
+/// Graceful shutdown: the loop threads exit once no task is left.
+const DRAINING: u8 = 1;
+/// Immediate shutdown: every task's next poll resolves it with `ShutDown`; loop threads exit.
+const STOPPING: u8 = 2;
+
+/// State shared by the [`EventLoop`], its threads and its waiting tasks.
+pub(crate) struct Shared {
+    pub(crate) executor: async_executor::Executor<'static>,
+    gate: Gate,
+    phase: AtomicU8,
+    /// Set by the first thread that finds nothing left to run while draining; the loop
+    /// threads then exit.
+    drained: AtomicBool,
+    /// One per loop thread: the waker of that thread while it has no task to run, so that a
+    /// shutdown reaches idle threads without going through the task queue.
+    idle: Vec<AtomicWaker>,
+    /// Wakers of the tasks that have returned `Pending` at least once, so that an immediate
+    /// shutdown can reach a task wherever it waits (a timer, a channel, another task). Tasks
+    /// that finish in their first poll are never here.
+    waiting: Mutex<Slab<Waker>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// This loop was added to / removed from `runner`'s count of stopping loops (each once).
+    stop_counted: AtomicBool,
+    stop_uncounted: AtomicBool,
+    size: usize,
+    task_timeout: Option<Duration>,
+}
+
+impl Shared {
+    #[inline]
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.phase.load(Ordering::Acquire) != RUNNING
+    }
+
+    #[inline]
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) == STOPPING
+    }
+
+    fn lock_waiting(&self) -> MutexGuard<'_, Slab<Waker>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn register_waiting(&self, waker: &Waker) -> usize {
+        self.lock_waiting().insert(waker.clone())
+    }
+
+    pub(crate) fn unregister_waiting(&self, key: usize) {
+        // Dropped outside the lock: dropping a waker may free its task.
+        let waker = self.lock_waiting().try_remove(key);
+        drop(waker);
+    }
+
+    /// Called by a loop thread after a task or a wake-up, once a shutdown has begun: `true` if
+    /// the thread should exit now.
+    pub(crate) fn should_exit(&self) -> bool {
+        match self.phase.load(Ordering::SeqCst) {
+            RUNNING => false,
+            DRAINING => self.drained.load(Ordering::Acquire) || self.check_drained(),
+            _ => true,
+        }
+    }
+
+    /// While draining: if no task is left, marks the loop drained and wakes the idle loop
+    /// threads so that they exit too. The gate is closed by then, so empty stays empty.
+    fn check_drained(&self) -> bool {
+        if !self.executor.is_empty() {
+            return false;
+        }
+        if !self.drained.swap(true, Ordering::AcqRel) {
+            self.wake_loop_threads();
+        }
+        true
+    }
+
+    /// `true` once an idle loop thread must look at the phase: it has to exit.
+    pub(crate) fn exit_signalled(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) == STOPPING || self.drained.load(Ordering::Acquire)
+    }
+
+    /// Registers an idle loop thread's waker, to be woken by [`exit_signalled`] turning true.
+    pub(crate) fn register_idle(&self, index: usize, waker: &Waker) {
+        self.idle[index].register(waker);
+    }
+
+    fn wake_loop_threads(&self) {
+        for idle in &self.idle {
+            idle.wake();
+        }
+    }
+
+    /// Wakes every task that waits, so that its next poll ends it (the phase is `STOPPING`).
+    fn wake_waiting(&self) {
+        // Collected under the lock, woken outside it: waking a task may drop it, which
+        // unregisters it.
+        let wakers: Vec<Waker> = self.lock_waiting().iter().map(|(_, w)| w.clone()).collect();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Resolves, on this thread, every task in the queue (the phase is `STOPPING`, so each is
+    /// dropped unpolled). This is what resolves queued tasks while every loop thread is
+    /// stalled in a blocking task.
+    fn drain_here(self: &Arc<Self>) {
+        runner::with_current(self, || while self.executor.try_tick() {});
+    }
+
+    fn shutdown(self: &Arc<Self>, now: bool) {
+        self.gate.close();
+        if now {
+            if !self.stop_counted.swap(true, Ordering::SeqCst) {
+                runner::count_stopping_loop();
+            }
+            self.phase.store(STOPPING, Ordering::SeqCst);
+            self.wake_waiting();
+            self.wake_loop_threads();
+        } else {
+            // An immediate shutdown already under way stays immediate.
+            let _ =
+                self.phase
+                    .compare_exchange(RUNNING, DRAINING, Ordering::SeqCst, Ordering::SeqCst);
+            // Either this sees the last task gone, or the loop thread that finishes it sees
+            // the phase (both sides order through the executor's task lock and `SeqCst`).
+            self.check_drained();
+        }
+        if runner::is_loop_thread_of(self) {
+            // Joining here would wait for this very thread. Another thread finishes the job;
+            // the loop threads (this one included, once its current task returns) exit on
+            // their own, so the shutdown completes even if that thread cannot be started.
+            let shared = Arc::clone(self);
+            let _ = thread::Builder::new()
+                .name("polyexec-loop-shutdown".into())
+                .spawn(move || shared.finish_shutdown(now));
+            return;
+        }
+        if now {
+            self.drain_here();
+        }
+        self.finish_shutdown(now);
+    }
+
+    fn finish_shutdown(self: &Arc<Self>, now: bool) {
+        {
+            // Held while joining, so a concurrent shutdown returns only once the threads are gone.
+            let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+            for handle in threads.drain(..) {
+                // A loop thread does not panic (tasks are caught); if one did, it is gone anyway.
+                let _ = handle.join();
+            }
+        }
+        if now || self.is_stopping() {
+            // Tasks woken after the loop threads left (or never reached by them).
+            self.wake_waiting();
+            self.drain_here();
+            // Every task has resolved: none of this loop's tasks is polled again.
+            // (Counted before the phase became `STOPPING`, so it is counted here.)
+            if !self.stop_uncounted.swap(true, Ordering::SeqCst) {
+                runner::uncount_stopping_loop();
+            }
+        }
+    }
+}
+
+/// An event loop running portable tasks: the coroutine backend of polyexec, the asyncio model.
+///
+/// One thread by default (like asyncio's loop), or several threads sharing one
+/// [`async_executor::Executor`](https://docs.rs/async-executor) (see
+/// [`EventLoopBuilder::threads`]). The loop threads drive the `async-io` reactor, so
+/// `polyexec::sleep` and other `async-io` timers and I/O work in tasks.
+///
+/// Async tasks ([`Executor::spawn_async`]) interleave on the loop: many wait at once and a
+/// thread runs whichever is ready. Blocking tasks ([`Executor::spawn`], [`Executor::map`]) run
+/// on a loop thread too and **stall it** until they return, exactly as a blocking call inside an
+/// asyncio coroutine stalls the asyncio loop: nothing else runs on that thread meanwhile, timers
+/// included. Give blocking or CPU-heavy work to the thread-pool or subprocess backend.
+///
+/// Non-portable extras: [`spawn_capturing`](Self::spawn_capturing) takes any `Send` future
+/// (capturing its environment, output not serializable) and
+/// [`spawn_local_capturing`](Self::spawn_local_capturing) runs a `!Send` future.
+///
+/// Inside a task, wait for another task with `.await`: a blocking `join()` on a loop thread
+/// panics with an explanation (it would stall the loop, and deadlock a one-thread loop).
+///
+/// Dropping the loop shuts it down gracefully: it waits for every submitted task to finish.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use polyexec_core::{Executor, join_all};
+/// use polyexec_coroutine::EventLoop;
+///
+/// let event_loop = EventLoop::new()?;
+/// let task = |(name, ms): (String, u64)| async move {
+///     polyexec_core::sleep(Duration::from_millis(ms)).await;
+///     name
+/// };
+/// let slow = event_loop.spawn_async(("slow".to_string(), 20), task);
+/// let fast = event_loop.spawn_async(("fast".to_string(), 10), task);
+/// assert_eq!(join_all([slow, fast]), [Ok("slow".to_string()), Ok("fast".to_string())]);
+/// # Ok::<(), polyexec_core::BuildError>(())
+/// ```
+pub struct EventLoop {
+    shared: Arc<Shared>,
+}
+
+impl EventLoop {
+    /// An event loop with the default settings: one loop thread (see [`EventLoopBuilder`]).
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Start`] if the loop thread cannot be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let event_loop = polyexec_coroutine::EventLoop::new()?;
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn new() -> Result<Self, BuildError> {
+        Self::builder().build()
+    }
+
+    /// A builder to configure the loop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let event_loop = polyexec_coroutine::EventLoop::builder()
+    ///     .threads(2)
+    ///     .thread_name("io")
+    ///     .task_timeout(Duration::from_secs(30))
+    ///     .build()?;
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn builder() -> EventLoopBuilder {
+        EventLoopBuilder::default()
+    }
+
+    /// Submits a future that may capture its environment: not portable, and not available on
+    /// the subprocess backend. Its output need not be serializable.
+    ///
+    /// The future is polled on the loop threads like a portable async task, and the builder's
+    /// [`task_timeout`](EventLoopBuilder::task_timeout) applies to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let event_loop = polyexec_coroutine::EventLoop::new()?;
+    /// let name = String::from("polyexec");
+    /// let handle = event_loop.spawn_capturing(async move { name.len() });
+    /// assert_eq!(handle.join()?, 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_capturing<T, Fut>(&self, future: Fut) -> TaskHandle<T>
+    where
+        Fut: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit_timed(async move { Ok(future.await) })
+    }
+
+    /// Runs a `!Send` future on a loop thread: `make` is sent to the loop and called there, and
+    /// the future it returns stays on that thread until it finishes. Not portable.
+    ///
+    /// With several loop threads, the future is pinned to whichever thread picks the task up
+    /// first; it then runs only when that thread is free. The output must be `Send`: it travels
+    /// back to the handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// let event_loop = polyexec_coroutine::EventLoop::new()?;
+    /// let handle = event_loop.spawn_local_capturing(|| {
+    ///     let shared = Rc::new(20); // `Rc` is not `Send`
+    ///     async move {
+    ///         polyexec_core::sleep(std::time::Duration::from_millis(1)).await;
+    ///         *shared + 1
+    ///     }
+    /// });
+    /// assert_eq!(handle.join()?, 21);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_local_capturing<T, F, Fut>(&self, make: F) -> TaskHandle<T>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        self.submit_timed(run_local(make))
+    }
+
+    /// `true` if every task submitted to this loop has finished (none is queued, running or
+    /// waiting).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let event_loop = polyexec_coroutine::EventLoop::new()?;
+    /// assert_eq!(event_loop.is_idle(), true);
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn is_idle(&self) -> bool {
+        self.shared.executor.is_empty()
+    }
+
+    /// Spawns an async task's future, with the time limit if one is set.
+    #[inline]
+    fn submit_timed<T, Fut>(&self, future: Fut) -> TaskHandle<T>
+    where
+        Fut: Future<Output = Result<T, TaskError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.shared.task_timeout {
+            Some(limit) => self.submit(Timeout::new(future, limit)),
+            None => self.submit(future),
+        }
+    }
+
+    /// Spawns a task: one allocation (the `async-task` cell that holds the future and then its
+    /// output), and no lock of ours.
+    #[inline]
+    fn submit<T, Fut>(&self, future: Fut) -> TaskHandle<T>
+    where
+        Fut: Future<Output = Result<T, TaskError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let shared = &*self.shared;
+        if !shared.gate.enter() {
+            return TaskHandle::ready(Err(TaskError::ShutDown));
+        }
+        let task = shared.executor.spawn(Guarded::new(future));
+        shared.gate.leave();
+        TaskHandle::from_task(task)
+    }
+}
+
+impl Executor for EventLoop {
+    /// Submits a blocking task. It runs on a loop thread and stalls that thread until it
+    /// returns (see the type's documentation). The builder's time limit does not apply: a
+    /// blocking task cannot be interrupted.
+    #[inline]
+    fn spawn<F, In, Out>(&self, input: In, task: F) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable,
+    {
+        assert_portable(&task);
+        // `Guarded` catches a panic of `task`: it is called inside the first poll.
+        self.submit(async move { Ok(task(input)) })
+    }
+
+    #[inline]
+    fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable,
+    {
+        assert_portable(&task);
+        self.submit_timed(async move { Ok(task(input).await) })
+    }
+
+    /// Submits every task in one batch: one pass through the submission gate and one lock of
+    /// the executor per few hundred tasks, instead of one each.
+    fn spawn_all<F, I, Out>(&self, inputs: I, task: F) -> Vec<TaskHandle<Out>>
+    where
+        F: BlockingTask<I::Item, Out>,
+        I: IntoIterator,
+        I::Item: Portable,
+        Out: Portable,
+    {
+        assert_portable(&task);
+        // Collected first: the executor's task lock is held while spawning the batch, so no
+        // user code (the input iterator) may run then.
+        let inputs: Vec<I::Item> = inputs.into_iter().collect();
+        let shared = &*self.shared;
+        if !shared.gate.enter() {
+            return inputs
+                .iter()
+                .map(|_| TaskHandle::ready(Err(TaskError::ShutDown)))
+                .collect();
+        }
+        let mut tasks = Vec::with_capacity(inputs.len());
+        shared.executor.spawn_many(
+            inputs
+                .into_iter()
+                .map(|input| Guarded::new(async move { Ok(task(input)) })),
+            &mut tasks,
+        );
+        shared.gate.leave();
+        tasks.into_iter().map(TaskHandle::from_task).collect()
+    }
+
+    fn workers(&self) -> usize {
+        self.shared.size
+    }
+
+    /// 64: `map` runs 64 inputs per loop task. A loop task is cheap, but with one input each,
+    /// `map`'s default bound on inputs in flight (eight chunks per loop thread) keeps the
+    /// caller and the loop waking each other for every few inputs. The price: each chunk holds
+    /// its loop thread for 64 inputs in a row; pass `MapOptions::chunk_size(1)` to interleave
+    /// other tasks between single inputs.
+    fn preferred_chunk_size(&self) -> usize {
+        MAP_CHUNK
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "coroutine"
+    }
+
+    fn shutdown(&self) {
+        self.shared.shutdown(false);
+    }
+
+    fn shutdown_now(&self) {
+        self.shared.shutdown(true);
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        self.shared.shutdown(false);
+    }
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phase = match self.shared.phase.load(Ordering::Acquire) {
+            RUNNING => "running",
+            DRAINING => "draining",
+            _ => "stopping",
+        };
+        f.debug_struct("EventLoop")
+            .field("threads", &self.shared.size)
+            .field("phase", &phase)
+            .field("accepting", &!self.shared.gate.is_closed())
+            .field("task_timeout", &self.shared.task_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`EventLoop`].
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::Executor;
+/// let event_loop = polyexec_coroutine::EventLoop::builder().threads(2).build()?;
+/// assert_eq!(event_loop.workers(), 2);
+/// # Ok::<(), polyexec_core::BuildError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct EventLoopBuilder {
+    threads: Option<usize>,
+    thread_name: Option<String>,
+    stack_size: Option<usize>,
+    task_timeout: Option<Duration>,
+}
+
+impl EventLoopBuilder {
+    /// Number of loop threads sharing the loop's task queue. Default: 1, the asyncio model.
+    ///
+    /// With more than one, ready tasks run in parallel and a blocking task stalls only its
+    /// own thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = polyexec_coroutine::EventLoop::builder().threads(4);
+    /// ```
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Prefix of the loop threads' names; thread `i` is named `{prefix}-{i}`.
+    /// Default: `polyexec-loop`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = polyexec_coroutine::EventLoop::builder().thread_name("net");
+    /// ```
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// Stack size of each loop thread, in bytes. Default: the standard library's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = polyexec_coroutine::EventLoop::builder().stack_size(4 << 20);
+    /// ```
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Time limit for each async task, counted from its first poll. A task still unfinished
+    /// then is dropped at its next `.await` and resolves with
+    /// [`TaskError::TimedOut`]. Blocking tasks cannot be interrupted and are not limited.
+    /// Default: none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use polyexec_core::Executor;
+    ///
+    /// let event_loop = polyexec_coroutine::EventLoop::builder()
+    ///     .task_timeout(Duration::from_millis(10))
+    ///     .build()?;
+    /// let handle = event_loop.spawn_async(3600u64, |secs: u64| async move {
+    ///     polyexec_core::sleep(Duration::from_secs(secs)).await;
+    /// });
+    /// assert!(handle.join().unwrap_err().is_timeout());
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.task_timeout = Some(limit);
+        self
+    }
+
+    /// Starts the loop threads.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::InvalidConfig`] for zero threads or a zero time limit;
+    /// [`BuildError::Start`] if a thread cannot be spawned (the threads already started are
+    /// stopped first).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::BuildError;
+    /// let err = polyexec_coroutine::EventLoop::builder().threads(0).build().unwrap_err();
+    /// assert!(matches!(err, BuildError::InvalidConfig(_)));
+    /// ```
+    pub fn build(self) -> Result<EventLoop, BuildError> {
+        let size = match self.threads {
+            Some(0) => {
+                return Err(BuildError::InvalidConfig(
+                    "an event loop needs at least 1 thread".into(),
+                ));
+            }
+            Some(n) => n,
+            None => 1,
+        };
+        if self.task_timeout == Some(Duration::ZERO) {
+            return Err(BuildError::InvalidConfig(
+                "task_timeout must be longer than zero".into(),
+            ));
+        }
+        polyexec_core::install_panic_hook();
+        let shared = Arc::new(Shared {
+            executor: async_executor::Executor::new(),
+            gate: Gate::default(),
+            phase: AtomicU8::new(RUNNING),
+            drained: AtomicBool::new(false),
+            idle: (0..size).map(|_| AtomicWaker::new()).collect(),
+            waiting: Mutex::new(Slab::new()),
+            threads: Mutex::new(Vec::with_capacity(size)),
+            stop_counted: AtomicBool::new(false),
+            stop_uncounted: AtomicBool::new(false),
+            size,
+            task_timeout: self.task_timeout,
+        });
+        // Made first, so that a failed start below shuts the started threads down on drop.
+        let event_loop = EventLoop {
+            shared: Arc::clone(&shared),
+        };
+        let prefix = self.thread_name.as_deref().unwrap_or("polyexec-loop");
+        for index in 0..size {
+            let mut builder = thread::Builder::new().name(format!("{prefix}-{index}"));
+            if let Some(bytes) = self.stack_size {
+                builder = builder.stack_size(bytes);
+            }
+            let thread_shared = Arc::clone(&shared);
+            match builder.spawn(move || runner::run(thread_shared, index)) {
+                Ok(handle) => shared
+                    .threads
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(handle),
+                Err(err) => {
+                    return Err(BuildError::Start(format!(
+                        "could not spawn event-loop thread {index}: {err}"
+                    )));
+                }
+            }
+        }
+        Ok(event_loop)
+    }
+}

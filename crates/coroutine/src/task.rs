@@ -1,0 +1,165 @@
+//! The wrappers of the loop's tasks: [`Guarded`] around every task (panics, immediate
+//! shutdown), [`Timeout`] around async tasks when the builder sets a time limit, and
+//! [`run_local`] for `!Send` tasks.
+
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_io::Timer;
+use futures::FutureExt;
+use pin_project_lite::pin_project;
+use polyexec_core::{TaskError, panic_error};
+
+use crate::event_loop::Shared;
+use crate::runner;
+
+pin_project! {
+    /// The one layer around every task's future, doing three jobs in a single poll:
+    ///
+    /// - once an immediate shutdown of the task's loop has begun, the next poll drops the
+    ///   future unpolled and resolves the task with [`TaskError::ShutDown`];
+    /// - a panic while polling (which includes calling the task closure, since that happens in
+    ///   the first poll) resolves the task with [`TaskError::Panicked`];
+    /// - the first time the future returns `Pending`, its waker is registered with the loop, so
+    ///   that `shutdown_now` can wake (and so end) it wherever it waits. Tasks that finish in
+    ///   their first poll never touch that registry: the fast path takes no lock and counts no
+    ///   reference.
+    pub(crate) struct Guarded<F> {
+        #[pin]
+        inner: F,
+        registration: Option<Registration>,
+    }
+}
+
+impl<F> Guarded<F> {
+    #[inline]
+    pub(crate) fn new(inner: F) -> Self {
+        Guarded {
+            inner,
+            registration: None,
+        }
+    }
+}
+
+impl<F, T> Future for Guarded<F>
+where
+    F: Future<Output = Result<T, TaskError>>,
+{
+    type Output = Result<T, TaskError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // Tasks are polled only by their loop's threads, or by a thread draining that loop in
+        // `shutdown_now`; both have the loop in `runner::current`.
+        if runner::current_is_stopping() {
+            return Poll::Ready(Err(TaskError::ShutDown));
+        }
+        let mut inner = this.inner;
+        let poll = match panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(payload) => return Poll::Ready(Err(panic_error(payload))),
+        };
+        if poll.is_pending() && this.registration.is_none() {
+            if let Some(shared) = runner::current() {
+                let key = shared.register_waiting(cx.waker());
+                let stopping = shared.is_stopping();
+                *this.registration = Some(Registration { shared, key });
+                // `shutdown_now` sets the flag before it takes the registry's wakers: if it
+                // took them before this task registered, the flag is visible here.
+                if stopping {
+                    cx.waker().wake_by_ref();
+                }
+            }
+        }
+        poll
+    }
+}
+
+/// A task's entry in its loop's registry of waiting tasks; removed when the task's future is
+/// dropped (finished, cancelled, timed out or shut down).
+pub(crate) struct Registration {
+    shared: Arc<Shared>,
+    key: usize,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.unregister_waiting(self.key);
+    }
+}
+
+pin_project! {
+    /// Enforces the builder's per-task time limit on an async task. The clock starts at the
+    /// first poll; when it runs out, the task's future is dropped at once (returning `Ready`
+    /// makes `async-task` drop it before the handle can see the result).
+    pub(crate) struct Timeout<F> {
+        #[pin]
+        inner: F,
+        timer: Option<Timer>,
+        limit: Duration,
+    }
+}
+
+impl<F> Timeout<F> {
+    pub(crate) fn new(inner: F, limit: Duration) -> Self {
+        Timeout {
+            inner,
+            timer: None,
+            limit,
+        }
+    }
+}
+
+impl<F, T> Future for Timeout<F>
+where
+    F: Future<Output = Result<T, TaskError>>,
+{
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let limit = *this.limit;
+        // Started before the first poll of the task, so a first poll that blocks the loop counts.
+        let timer = this.timer.get_or_insert_with(|| Timer::after(limit));
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result);
+        }
+        match Pin::new(timer).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(Err(TaskError::TimedOut(limit))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Runs a non-`Send` future made by `make` on the current loop thread's local executor, and
+/// waits for it. The returned future is `Send`: it holds only `make` (before its first poll)
+/// and then the local task's handle.
+pub(crate) async fn run_local<F, Fut, T>(make: F) -> Result<T, TaskError>
+where
+    F: FnOnce() -> Fut + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: 'static,
+{
+    // `make` runs inside the local task, so the `!Send` future is built on the thread that
+    // polls it, and a panic in `make` is caught like one in the future.
+    let local = AssertUnwindSafe(async move { make().await })
+        .catch_unwind()
+        .map(|r| r.map_err(panic_error));
+    // (This path has its own catch: the local task is polled by the local executor, outside
+    // of `Guarded`.)
+    match runner::spawn_local(local) {
+        // `None` when the local executor dropped the task unfinished: only at immediate
+        // shutdown, when the loop thread exits.
+        Some(task) => task.await.unwrap_or(Err(TaskError::ShutDown)),
+        // Only loop threads poll tasks outside of an immediate shutdown, and they all have a
+        // local executor; be explicit rather than panic if that ever changes.
+        None => Err(TaskError::Transport(
+            "a local task was polled outside of its event loop".into(),
+        )),
+    }
+}
