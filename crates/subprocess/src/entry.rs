@@ -13,7 +13,7 @@
 //! and only the parent (which computed the distance from a real trampoline) knows the key. A
 //! corrupted or forged frame is refused with an error, never jumped into.
 //!
-//! This is the only module of the crate allowed to use `unsafe`.
+//! This module and `stop` are the only ones of the crate allowed to use `unsafe`.
 #![allow(unsafe_code)]
 
 use std::future::Future;

@@ -56,6 +56,7 @@ mod error;
 mod pool;
 mod process;
 mod protocol;
+mod stop;
 mod worker;
 
 pub use pool::{ProcessPool, ProcessPoolBuilder};

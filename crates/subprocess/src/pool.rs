@@ -44,6 +44,7 @@ use crate::entry::{Key, Kind, TaskAddr};
 use crate::error::HOOK_ADVICE;
 use crate::process::{self, SpawnConfig, Spawned};
 use crate::protocol::{self, FrameReader};
+use crate::stop;
 
 /// How long a worker that closed its channel gets to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -530,7 +531,7 @@ impl Shared {
         }
     }
 
-    /// A `STARTED` frame. Returns `true` if the worker must be killed: a blocking task that was
+    /// A `STARTED` frame. Returns `true` if the task must be stopped: a blocking task that was
     /// cancelled before the worker saw the cancel has started anyway.
     fn on_started(&self, core: &mut Core, conn: &Conn, id: u64, now: Option<Instant>) -> bool {
         let slot = &mut core.slots[conn.slot];
@@ -558,11 +559,7 @@ impl Shared {
         }
         entry.frame = None;
         if entry.completer.is_none() {
-            if entry.kind == Kind::Blocking {
-                slot.killed = true;
-                return true;
-            }
-            return false;
+            return entry.kind == Kind::Blocking;
         }
         if let (Some(limit), Some(now)) = (self.config.timeout, now) {
             let grace = match entry.kind {
@@ -624,24 +621,14 @@ impl Shared {
             }
             let expected = slot.exit_sent || core.state == State::Stopping;
             let killed = slot.killed;
-            let mut served = slot.served;
+            let served = slot.served;
             slot.reset();
-            // The worker may run its oldest unfinished task without announcing it (a lone task,
-            // see the worker's `started`): that one may have started, so it is lost with the
-            // worker. Every other task without a `STARTED` frame certainly had not started.
-            let maybe_started = oldest_in_flight(&core.tasks, conn);
-            served |= maybe_started.is_some();
+            // Every task announces its start before any of its code runs (the worker's
+            // `started`), and every frame the worker wrote before dying has been read: a task
+            // without a `STARTED` frame certainly had not started.
             let crash = !expected && !killed && !served;
             let mut requeue = Vec::new();
             core.tasks.retain(|&id, entry| match entry.place {
-                Place::Sent { slot, generation }
-                    if slot == conn.slot
-                        && generation == conn.generation
-                        && Some(id) == maybe_started =>
-                {
-                    lost.extend(entry.completer.take());
-                    false
-                }
                 Place::Sent { slot, generation }
                     if slot == conn.slot && generation == conn.generation =>
                 {
@@ -712,6 +699,7 @@ impl Shared {
         let limit = self.config.timeout?;
         let mut fired = Vec::new();
         let mut kills = Vec::new();
+        let mut stops = Vec::new();
         let next = {
             let mut core = self.lock();
             let core = &mut *core;
@@ -728,17 +716,28 @@ impl Shared {
                     continue;
                 };
                 fired.extend(entry.completer.take());
+                let kind = entry.kind;
                 let slot = &mut core.slots[slot];
                 if slot.generation == generation {
                     if let Some(conn) = &slot.conn {
-                        slot.killed = true;
-                        kills.push(Arc::clone(conn));
+                        if kind == Kind::Blocking {
+                            // The worker exits only if it is still running this very task.
+                            stops.push((conn.pid, id));
+                        } else {
+                            // The worker drops an async task at its own deadline; this later one
+                            // is reached only if it could not (its thread stuck inside the task).
+                            slot.killed = true;
+                            kills.push(Arc::clone(conn));
+                        }
                     }
                 }
             }
             core.deadlines.peek().map(|d| d.0.0)
         };
-        // Killed first: the task cannot go on running once its handle says it timed out.
+        // Stopped first: the task cannot go on running once its handle says it timed out.
+        for (pid, id) in stops {
+            stop::request_stop(pid, id);
+        }
         for conn in &kills {
             process::kill(&conn.pidfd);
         }
@@ -828,7 +827,7 @@ impl Shared {
                 break;
             }
             spin_until = spinner.start().then(|| Instant::now() + SPIN);
-            let mut kill = false;
+            let mut stops = Vec::new();
             let mut broken = false;
             {
                 let mut core = self.lock();
@@ -847,7 +846,11 @@ impl Shared {
                         break;
                     };
                     match frame.tag {
-                        protocol::STARTED => kill |= self.on_started(&mut core, conn, id, now),
+                        protocol::STARTED => {
+                            if self.on_started(&mut core, conn, id, now) {
+                                stops.push(id);
+                            }
+                        }
                         protocol::DONE_OK | protocol::DONE_ERR => {
                             if let Some(completer) = Self::on_done(&mut core, conn, id) {
                                 let payload = frame.body.start + 8..frame.body.end;
@@ -868,11 +871,12 @@ impl Shared {
                 deliver(|| completer.complete(ok, payload));
             }
             self.write(&mut jobs);
-            if kill || broken {
-                if broken {
-                    // A worker that breaks the protocol cannot be trusted with more tasks.
-                    relock(self.core.lock()).slots[conn.slot].killed = true;
-                }
+            for id in stops.drain(..) {
+                stop::request_stop(conn.pid, id);
+            }
+            if broken {
+                // A worker that breaks the protocol cannot be trusted with more tasks.
+                relock(self.core.lock()).slots[conn.slot].killed = true;
                 process::kill(&conn.pidfd);
             }
         }
@@ -1090,27 +1094,6 @@ impl Shared {
     }
 }
 
-/// The worker's unfinished task that it was sent first, if that task has not announced its start:
-/// it may be running anyway (a lone task). Scans the task table: used only when a worker dies or
-/// a task sent to it is cancelled.
-fn oldest_in_flight(tasks: &IdMap<Entry>, conn: &Conn) -> Option<u64> {
-    let mut oldest: Option<(u64, u64, bool)> = None;
-    for (&id, entry) in tasks {
-        let (slot, generation, sent) = match entry.place {
-            Place::Sent { slot, generation } => (slot, generation, true),
-            Place::Started { slot, generation } => (slot, generation, false),
-            Place::Queued => continue,
-        };
-        if slot == conn.slot
-            && generation == conn.generation
-            && oldest.is_none_or(|(seq, _, _)| entry.seq < seq)
-        {
-            oldest = Some((entry.seq, id, sent));
-        }
-    }
-    oldest.and_then(|(_, id, sent)| sent.then_some(id))
-}
-
 /// Delay before starting a replacement after `failures` workers in a row died without serving.
 fn backoff(failures: u32) -> Duration {
     match failures {
@@ -1122,7 +1105,7 @@ fn backoff(failures: u32) -> Duration {
 impl Cancel for Shared {
     fn cancel(&self, id: u64) {
         let dropped;
-        let mut kill = None;
+        let mut stop = None;
         let mut jobs = Vec::new();
         {
             let mut core = self.lock();
@@ -1136,27 +1119,13 @@ impl Cancel for Shared {
                     dropped = core.tasks.remove(&id).and_then(|e| e.completer);
                 }
                 Place::Sent { slot, generation } => {
+                    // Not started: the worker drops it when it reads the cancel, before it starts
+                    // its next task. Should its `STARTED` frame cross the cancel, `on_started`
+                    // kills the worker then (a blocking task cannot be stopped otherwise).
                     dropped = entry.completer.take();
-                    let kind = entry.kind;
-                    let state = &core.slots[slot];
-                    let may_run = kind == Kind::Blocking
-                        && state.generation == generation
-                        && state
-                            .conn
-                            .as_ref()
-                            .is_some_and(|conn| oldest_in_flight(&core.tasks, conn) == Some(id));
                     let slot = &mut core.slots[slot];
-                    if slot.generation == generation {
-                        if let Some(conn) = &slot.conn {
-                            if may_run {
-                                // Its worker's oldest task may be running unannounced (a lone
-                                // task): a blocking task cannot be stopped otherwise.
-                                slot.killed = true;
-                                kill = Some(Arc::clone(conn));
-                            } else {
-                                slot.outgoing.push(control(protocol::CANCEL, Some(id)));
-                            }
-                        }
+                    if slot.generation == generation && slot.conn.is_some() {
+                        slot.outgoing.push(control(protocol::CANCEL, Some(id)));
                     }
                 }
                 Place::Started { slot, generation } => {
@@ -1170,9 +1139,8 @@ impl Cancel for Shared {
                                 slot.outgoing.push(control(protocol::CANCEL, Some(id)));
                             } else {
                                 // A running blocking task cannot be interrupted: its worker
-                                // is killed and replaced.
-                                slot.killed = true;
-                                kill = Some(Arc::clone(conn));
+                                // exits (and is replaced) if it is still running this task.
+                                stop = Some((conn.pid, id));
                             }
                         }
                     }
@@ -1183,8 +1151,8 @@ impl Cancel for Shared {
         }
         drop(dropped);
         self.write(&mut jobs);
-        if let Some(conn) = kill {
-            process::kill(&conn.pidfd);
+        if let Some((pid, id)) = stop {
+            stop::request_stop(pid, id);
         }
     }
 }

@@ -110,6 +110,10 @@ fn serve(parent: Pid) -> i32 {
     if stream.set_write_timeout(Some(SEND_WAIT)).is_err() {
         return EXIT_SETUP_FAILED;
     }
+    // Before the first task: the parent stops a running blocking task through it.
+    if crate::stop::install().is_err() {
+        return EXIT_SETUP_FAILED;
+    }
     let Ok(stream) = Async::new(stream) else {
         return EXIT_SETUP_FAILED;
     };
@@ -293,16 +297,12 @@ impl Channel {
     /// Called before any of task `id`'s code (including its input's `Deserialize`) runs: makes
     /// sure the parent can tell, should this worker die, which tasks had started.
     ///
-    /// Every earlier result is flushed first. Then a `STARTED` frame is written, unless the task
-    /// is *lone*: nothing else read and waiting, no async task running, and no time limit to
-    /// enforce. A lone task is the parent's oldest unfinished task on this worker (everything
-    /// older has its result written), which is how the parent recognizes it without the frame;
-    /// skipping the frame saves a write on every round trip of an otherwise idle worker.
-    fn started(&self, id: u64, timed: bool) {
-        let lone = !timed && self.pending.borrow().is_empty() && self.live.borrow().is_empty();
-        if !lone {
-            protocol::push_id_frame(&mut self.out.borrow_mut(), protocol::STARTED, id);
-        }
+    /// Every earlier result is flushed first, together with a `STARTED` frame for this task.
+    /// The frame is written for every task, also for one that runs alone on an otherwise idle
+    /// worker: without it the parent could not tell, should the worker die (or be killed to stop
+    /// another task), whether that task had started, and would have to fail it without cause.
+    fn started(&self, id: u64) {
+        protocol::push_id_frame(&mut self.out.borrow_mut(), protocol::STARTED, id);
         self.flush();
     }
 
@@ -329,7 +329,10 @@ impl Channel {
         let mut buf = std::mem::take(&mut *self.out.borrow_mut());
         let start = protocol::begin_frame(&mut buf, protocol::DONE_OK);
         buf.extend_from_slice(&id.to_le_bytes());
-        let result = match f(input, &mut buf) {
+        let outcome = f(input, &mut buf);
+        // Before the result frame can be written: a stop request for this task is now stale.
+        crate::stop::finished();
+        let result = match outcome {
             Ok(()) if protocol::end_frame(&mut buf, start) => Ok(()),
             Ok(()) => Err(too_large()),
             Err(err) => Err(err),
@@ -455,11 +458,18 @@ fn run<'a>(
         std::process::exit(EXIT_SETUP_FAILED);
     };
     let id = run.id;
-    chan.started(id, timeout.is_some());
+    if run.addr.kind == Kind::Blocking {
+        // Before `STARTED` is written: from then on the parent may ask to stop this task.
+        crate::stop::running(id);
+    }
+    chan.started(id);
     match run.addr.kind {
         Kind::Blocking => match key.resolve_blocking(run.addr) {
             Ok(f) => chan.run_blocking(id, f, run.input),
-            Err(err) => chan.push_error(id, &err),
+            Err(err) => {
+                crate::stop::finished();
+                chan.push_error(id, &err);
+            }
         },
         Kind::Async => {
             let future = match key.resolve_async(run.addr).and_then(|f| f(run.input)) {
