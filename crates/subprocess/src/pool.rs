@@ -371,11 +371,24 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::with_capacity(64);
         let start = protocol::begin_run(&mut frame, id, addr);
-        if let Err(err) = protocol::encode_into(input, &mut frame) {
-            return TaskHandle::ready(Err(codec(
-                CodecStage::EncodeInput,
-                protocol::describe::<In>(err),
-            )));
+        // A `Serialize` impl that panics fails this task with a codec error, as a panicking
+        // `Serialize` of an output does in the worker: it must not unwind out of `spawn` (or out
+        // of a `map` iterator halfway through), which the in-process backends, which never
+        // serialize, would not do either (tests/fault_encode_input.rs).
+        match polyexec_core::catch_task(|| protocol::encode_into(input, &mut frame)) {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                return TaskHandle::ready(Err(codec(
+                    CodecStage::EncodeInput,
+                    protocol::describe::<In>(err),
+                )));
+            }
+            Err(panic) => {
+                return TaskHandle::ready(Err(codec(
+                    CodecStage::EncodeInput,
+                    protocol::describe::<In>(panic),
+                )));
+            }
         }
         if !protocol::end_frame(&mut frame, start) {
             return TaskHandle::ready(Err(codec(

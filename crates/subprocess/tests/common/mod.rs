@@ -56,3 +56,80 @@ pub fn open_fds() -> Vec<String> {
 pub fn process_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// Longest a fault-injection test waits for a handle: only a hang reaches it. Never used to wait
+/// for something to happen, only to turn "never" into a failure.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Joins `handle`, failing the test if it has not resolved after [`HANG`].
+#[track_caller]
+pub fn join<T>(mut handle: polyexec_core::TaskHandle<T>) -> Result<T, polyexec_core::TaskError> {
+    handle
+        .join_timeout(HANG)
+        .expect("a task hung: its handle never resolved")
+}
+
+/// `true` in a worker process (the pool puts `POLYEXEC_WORKER` in its workers' environment; the
+/// test process itself is started without it).
+pub fn in_worker() -> bool {
+    std::env::var_os("POLYEXEC_WORKER").is_some()
+}
+
+/// Healthy blocking tasks submitted around a faulty one, to show that the fault touches no other
+/// task. Blocking on purpose: a worker runs one blocking task at a time and flushes its result
+/// before it starts the next, so a healthy blocking task is never lost with another task's
+/// worker (async tasks running on a worker that dies are lost with it, by design).
+pub struct Bystanders {
+    handles: Vec<(u64, polyexec_core::TaskHandle<u64>)>,
+}
+
+impl Bystanders {
+    /// Submits `n` healthy tasks, numbered from `first`.
+    pub fn submit(pool: &ProcessPool, first: u64, n: u64) -> Bystanders {
+        use polyexec_core::Executor;
+        let handles = (first..first + n)
+            .map(|x| (x, pool.spawn(x, |x: u64| x.wrapping_mul(7) + 1)))
+            .collect();
+        Bystanders { handles }
+    }
+
+    /// Every bystander returned its own value.
+    #[track_caller]
+    pub fn check(self) {
+        for (x, handle) in self.handles {
+            assert_eq!(join(handle), Ok(x * 7 + 1), "bystander {x} was affected");
+        }
+    }
+}
+
+/// Runs the faulty task that `fault` submits between two batches of [`Bystanders`] (so it shares
+/// its worker's pipeline with healthy tasks ahead of it and behind it), checks every bystander,
+/// checks that the pool still serves, and returns the faulty task's result.
+#[track_caller]
+pub fn alongside<T>(
+    pool: &ProcessPool,
+    fault: impl FnOnce(&ProcessPool) -> polyexec_core::TaskHandle<T>,
+) -> Result<T, polyexec_core::TaskError> {
+    let before = Bystanders::submit(pool, 0, 40);
+    let handle = fault(pool);
+    let after = Bystanders::submit(pool, 1000, 40);
+    let result = join(handle);
+    before.check();
+    after.check();
+    assert_serves(pool);
+    result
+}
+
+/// The pool runs blocking and async tasks on every worker, with the right values.
+#[track_caller]
+pub fn assert_serves(pool: &ProcessPool) {
+    use polyexec_core::{Executor, MapOptions};
+    // Chunks of one, many in flight: every worker gets some.
+    let got: Vec<u64> = pool
+        .map_with(0..200u64, |x: u64| x + 1, MapOptions::new().chunk_size(1))
+        .collect::<Result<_, _>>()
+        .expect("the pool stopped serving");
+    assert_eq!(got, (1..=200).collect::<Vec<u64>>());
+    let async_value = join(pool.spawn_async(5u64, |x: u64| async move { x * 2 }));
+    assert_eq!(async_value, Ok(10));
+}
