@@ -53,12 +53,17 @@ fn serialize_error_fails_that_task_at_once() {
     // Through `map`: postcard cannot tell which element failed, so the chunk holding it fails
     // as a whole (every element gets the error) and the other chunks are unaffected.
     let results: Vec<_> = pool
-        .map(vec![None, Some(Refuse::Error), None], |r: Option<Refuse>| {
-            u8::from(r.is_none())
-        })
+        .map(
+            vec![None, Some(Refuse::Error), None],
+            |r: Option<Refuse>| u8::from(r.is_none()),
+        )
         .collect();
     assert_eq!(results.len(), 3);
-    assert!(results.iter().all(|r| r.as_ref().is_err_and(TaskError::is_codec)));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_err_and(TaskError::is_codec))
+    );
     // With chunks of one, only that element fails.
     let results: Vec<_> = pool
         .map_with(
