@@ -133,3 +133,51 @@ pub fn assert_serves(pool: &ProcessPool) {
     let async_value = join(pool.spawn_async(5u64, |x: u64| async move { x * 2 }));
     assert_eq!(async_value, Ok(10));
 }
+
+/// This thread's id (the kernel's tid), from `/proc/thread-self`.
+pub fn current_tid() -> u32 {
+    let link = std::fs::read_link("/proc/thread-self").expect("read /proc/thread-self");
+    // `<pid>/task/<tid>`
+    link.file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.parse().ok())
+        .expect("a tid")
+}
+
+/// `true` while thread `tid` of process `pid` is blocked in a system call that sends on a
+/// socket (`sendmsg` or `sendto`), read from `/proc/<pid>/task/<tid>/syscall`.
+pub fn blocked_sending(pid: u32, tid: u32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) else {
+        return false;
+    };
+    let number = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<i64>().ok());
+    number == Some(libc::SYS_sendmsg) || number == Some(libc::SYS_sendto)
+}
+
+/// Waits until `condition` holds; only a hang reaches the bound. For conditions that must come
+/// true on their own (a process dying, a thread blocking), never as a stand-in for one.
+#[track_caller]
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + HANG;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hung waiting for {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// `true` once process `pid` has exited (a zombie not yet reaped, or gone).
+pub fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
+}
