@@ -611,6 +611,12 @@ impl Shared {
         };
         let entry = core.tasks.remove(&id)?;
         let slot = &mut core.slots[conn.slot];
+        // A result proves the worker served, like a `STARTED` frame; a lone task sends none, so
+        // without this a pool used one task at a time never reset the crash-loop count, and a
+        // few idle workers killed from outside over its lifetime stopped it
+        // (tests/crash_loop_counts_only_idle_deaths.rs).
+        slot.served = true;
+        core.failures_in_row = 0;
         slot.in_flight -= 1;
         if !started {
             slot.unstarted -= 1;
