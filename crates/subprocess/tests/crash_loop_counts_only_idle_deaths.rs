@@ -21,7 +21,10 @@ fn idle_deaths_of_workers_that_served_are_no_crash_loop() {
     for round in 0..6u32 {
         // One task at a time: each is a lone task on an idle worker.
         let pid = common::join(pool.spawn((), |()| std::process::id())).unwrap();
-        assert_eq!(common::join(pool.spawn(round, |x: u32| x + 1)), Ok(round + 1));
+        assert_eq!(
+            common::join(pool.spawn(round, |x: u32| x + 1)),
+            Ok(round + 1)
+        );
         // The worker is idle: kill it, and wait for the pool to notice (it reaps its workers).
         rustix::process::kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::KILL).unwrap();
         common::wait_for("the pool to reap the killed worker", || {

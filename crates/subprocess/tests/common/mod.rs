@@ -11,6 +11,16 @@ pub fn pool(workers: usize) -> ProcessPool {
         .expect("build a pool")
 }
 
+/// A pool of `workers` processes that print no backtraces (`RUST_BACKTRACE=0`), for tests that
+/// make many tasks panic or crash: symbolizing a backtrace of a debug build takes a while.
+pub fn quiet_pool(workers: usize) -> ProcessPool {
+    ProcessPool::builder()
+        .workers(workers)
+        .env("RUST_BACKTRACE", "0")
+        .build()
+        .expect("build a pool")
+}
+
 /// The pids of this process's children, zombies included: every `/proc/<pid>/stat` whose parent
 /// field is our pid.
 pub fn children() -> Vec<u32> {
