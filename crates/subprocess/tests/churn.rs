@@ -12,7 +12,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use polyexec_core::{Executor, TaskError, TaskHandle, WorkerExit};
 use rustix::process::{Pid, Signal};
@@ -20,8 +19,9 @@ use rustix::process::{Pid, Signal};
 const THREADS: u64 = 3;
 const BATCHES: u64 = 20;
 const BATCH: u64 = 100;
-/// Outside kills, spread over the run by progress (one per so many results), not by time.
-const KILLS: u64 = 30;
+/// A submitter kills a worker from outside before submitting every task whose id is this many
+/// apart (30 kills in all), wherever the other threads are at.
+const KILL_EVERY: u64 = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
@@ -60,6 +60,16 @@ fn submit(pool: &polyexec_subprocess::ProcessPool, id: u64) -> TaskHandle<u64> {
     }
 }
 
+/// Sends `SIGKILL` to one of the pool's live workers, as an operator or the OOM killer would;
+/// `false` if there was none (all being replaced) or it died on its own first.
+fn kill_a_worker(pool: &polyexec_subprocess::ProcessPool, id: u64) -> bool {
+    let pids = pool.worker_pids();
+    let Some(&pid) = pids.get(id as usize % pids.len().max(1)) else {
+        return false;
+    };
+    rustix::process::kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::KILL).is_ok()
+}
+
 /// Checks that `result` is an outcome task `id` allows, and names it for the tally.
 fn classify(id: u64, result: &Result<u64, TaskError>) -> &'static str {
     const KILLED: TaskError = TaskError::WorkerLost(WorkerExit::Signal(9));
@@ -87,59 +97,29 @@ fn classify(id: u64, result: &Result<u64, TaskError>) -> &'static str {
 #[test]
 fn thousands_of_tasks_while_workers_keep_dying() {
     let pool = Arc::new(common::quiet_pool(3));
-    let resolved = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
     let total = THREADS * BATCHES * BATCH;
     let started = std::time::Instant::now();
-
-    let killer = {
-        let pool = Arc::clone(&pool);
-        let resolved = Arc::clone(&resolved);
-        let done = Arc::clone(&done);
-        std::thread::spawn(move || {
-            let mut kills = 0;
-            for k in 0..KILLS {
-                let threshold = (k + 1) * total / (KILLS + 1);
-                common::wait_for("progress", || {
-                    done.load(Ordering::Acquire) || resolved.load(Ordering::Acquire) >= threshold
-                });
-                if done.load(Ordering::Acquire) {
-                    break;
-                }
-                let pids = pool.worker_pids();
-                if let Some(&pid) = pids.get(k as usize % pids.len().max(1)) {
-                    // It may have died on its own meanwhile.
-                    if rustix::process::kill_process(
-                        Pid::from_raw(pid as i32).unwrap(),
-                        Signal::KILL,
-                    )
-                    .is_ok()
-                    {
-                        kills += 1;
-                    }
-                }
-            }
-            kills
-        })
-    };
 
     let submitters: Vec<_> = (0..THREADS)
         .map(|t| {
             let pool = Arc::clone(&pool);
-            let resolved = Arc::clone(&resolved);
             std::thread::spawn(move || {
                 let mut results = Vec::new();
+                let mut kills = 0u64;
                 for b in 0..BATCHES {
                     let first = (t * BATCHES + b) * BATCH;
-                    let handles: Vec<_> = (first..first + BATCH)
-                        .map(|id| (id, submit(&pool, id)))
-                        .collect();
+                    let mut handles = Vec::new();
+                    for id in first..first + BATCH {
+                        if id % KILL_EVERY == KILL_EVERY / 2 {
+                            kills += u64::from(kill_a_worker(&pool, id));
+                        }
+                        handles.push((id, submit(&pool, id)));
+                    }
                     for (id, handle) in handles {
                         results.push((id, common::join(handle)));
-                        resolved.fetch_add(1, Ordering::Release);
                     }
                 }
-                results
+                (results, kills)
             })
         })
         .collect();
@@ -147,8 +127,11 @@ fn thousands_of_tasks_while_workers_keep_dying() {
     let mut tally: BTreeMap<(Kind, &'static str), u64> = BTreeMap::new();
     let mut seen = std::collections::HashSet::new();
     let (mut successes, mut errors) = (0u64, 0u64);
+    let mut kills = 0;
     for submitter in submitters {
-        for (id, result) in submitter.join().expect("a submitter panicked") {
+        let (results, killed) = submitter.join().expect("a submitter panicked");
+        kills += killed;
+        for (id, result) in results {
             assert!(seen.insert(id), "task {id} reported twice");
             let outcome = classify(id, &result);
             *tally.entry((kind_of(id), outcome)).or_default() += 1;
@@ -159,8 +142,6 @@ fn thousands_of_tasks_while_workers_keep_dying() {
             }
         }
     }
-    done.store(true, Ordering::Release);
-    let kills = killer.join().expect("the killer panicked");
     let elapsed = started.elapsed();
     eprintln!("{total} tasks, {kills} outside kills, in {elapsed:.2?}:");
     for ((kind, outcome), n) in &tally {
