@@ -191,3 +191,162 @@ pub fn has_exited(pid: u32) -> bool {
         Err(_) => true,
     }
 }
+
+/// The number of threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("read /proc/self/task")
+        .count()
+}
+
+/// Names in `/tmp` and `/dev/shm` that look like this project's (contain "polyexec", any case).
+pub fn polyexec_temp_entries() -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in ["/tmp", "/dev/shm"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.to_ascii_lowercase().contains("polyexec") {
+                found.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// What this process holds that a pool could leak: children, descriptors, threads, temp files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holdings {
+    pub children: Vec<u32>,
+    pub fds: Vec<String>,
+    pub threads: usize,
+    pub temp_entries: Vec<String>,
+}
+
+impl Holdings {
+    pub fn now() -> Holdings {
+        Holdings {
+            children: children(),
+            fds: open_fds(),
+            threads: thread_count(),
+            temp_entries: polyexec_temp_entries(),
+        }
+    }
+
+    /// Waits until this process holds what it held at `before`. Children are reaped and threads
+    /// joined before a pool's shutdown returns, but a joined thread leaves `/proc/self/task` a
+    /// moment after `join` returns (the kernel wakes the joiner before it finishes tearing the
+    /// thread down), so the state is polled; the bound only turns a real leak into a failure.
+    #[track_caller]
+    pub fn assert_back_to(before: &Holdings, context: &str) -> Holdings {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let now = Holdings::now();
+            if now == *before {
+                return now;
+            }
+            if std::time::Instant::now() >= deadline {
+                assert_eq!(now.children, before.children, "{context}: children");
+                assert_eq!(now.fds, before.fds, "{context}: open descriptors");
+                assert_eq!(now.threads, before.threads, "{context}: threads");
+                assert_eq!(
+                    now.temp_entries, before.temp_entries,
+                    "{context}: temp files"
+                );
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// What one descriptor of process `pid` is: the target of `/proc/<pid>/fd/<fd>`.
+pub fn fd_targets(pid: u32) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut targets: Vec<(u32, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((fd, target.display().to_string()))
+        })
+        .collect();
+    targets.sort();
+    targets
+}
+
+/// Unix sockets of this machine by inode: (path, listening) from `/proc/net/unix`, whose rows
+/// are `Num RefCount Protocol Flags Type St Inode [Path]`; flag `0x10000` is `__SO_ACCEPTCON`,
+/// a listening socket.
+pub fn unix_sockets() -> std::collections::HashMap<u64, (Option<String>, bool)> {
+    let table = std::fs::read_to_string("/proc/net/unix").expect("read /proc/net/unix");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = u32::from_str_radix(fields.get(3)?, 16).ok()?;
+            let inode = fields.get(6)?.parse().ok()?;
+            let path = fields.get(7).map(|p| (*p).to_owned());
+            Some((inode, (path, flags & 0x10000 != 0)))
+        })
+        .collect()
+}
+
+/// This process's descriptors that any child inherits: those without close-on-exec (`flags` in
+/// `/proc/self/fdinfo/<fd>` lacks `O_CLOEXEC`, octal 02000000). A pool opens none of them: they
+/// are the standard streams and whatever this process itself inherited that way (a jobserver
+/// pipe from make or cargo, say), which every child passes on, workers included.
+pub fn inheritable_fds() -> std::collections::HashMap<u32, String> {
+    fd_targets(std::process::id())
+        .into_iter()
+        .filter(|(fd, _)| {
+            let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+                return false;
+            };
+            info.lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                .is_some_and(|flags| flags & 0o2000000 == 0)
+        })
+        .collect()
+}
+
+/// Checks that worker `pid` holds nothing a pool should not give it: no file (temp or other) but
+/// `/dev/null` and what it inherits from this process like any child ([`inheritable_fds`]), and
+/// no socket but unnamed, non-listening Unix sockets. The channel to the parent is such a socket.
+/// Returns the inodes of those sockets.
+#[track_caller]
+pub fn assert_worker_holds_no_names(pid: u32) -> Vec<u64> {
+    let inherited = inheritable_fds();
+    let sockets = unix_sockets();
+    let mut unnamed = Vec::new();
+    for (fd, target) in fd_targets(pid) {
+        if inherited.get(&fd) == Some(&target) {
+            // Passed on by this process, as to any child.
+            continue;
+        }
+        if let Some(inode) = target
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            let inode: u64 = inode.parse().unwrap();
+            match sockets.get(&inode) {
+                Some((None, false)) => unnamed.push(inode),
+                Some((path, listening)) => panic!(
+                    "worker {pid} fd {fd}: a unix socket with path {path:?}, listening: {listening}"
+                ),
+                None => panic!("worker {pid} fd {fd}: a socket that is not a unix socket"),
+            }
+        } else if target.starts_with("anon_inode:") || target == "/dev/null" {
+            // epoll and eventfd of the async reactor; stdin.
+        } else {
+            panic!("worker {pid} fd {fd}: opened {target}");
+        }
+    }
+    unnamed
+}
