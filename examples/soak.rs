@@ -163,8 +163,8 @@ fn classify(
         (Kind::Crash, Err(TaskError::WorkerLost(exit))) => format!("worker lost ({exit})"),
         // An async task running in a worker that a crash or a time limit killed is lost with
         // it (blocking tasks never are: a worker runs one at a time).
-        (Kind::Io | Kind::Hang, Err(TaskError::WorkerLost(exit))) if injection.crashes => {
-            format!("worker lost ({exit})")
+        (Kind::Io | Kind::Hang, Err(TaskError::WorkerLost(_))) if injection.crashes => {
+            "worker lost (beside a crash or a kill)".into()
         }
         _ => return unexpected(),
     })
@@ -375,6 +375,25 @@ fn main() -> common::Res {
         .map(|(e, n)| format!("{e} {}", common::thousands(*n)))
         .collect();
     println!("\nerrors by kind: {}", errors.join(", "));
+    let count = |kind: Kind, prefix: &str| -> u64 {
+        tally
+            .outcomes
+            .iter()
+            .filter(|((k, o), _)| *k == kind && o.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let deaths = count(Kind::Crash, "worker lost") + count(Kind::Hang, "timed out");
+    let beside = count(Kind::Io, "worker lost") + count(Kind::Hang, "worker lost");
+    if injection.crashes && deaths > 0 {
+        println!(
+            "worker processes killed by their own task (crash or time limit): {}; async tasks \
+             lost with them: {} ({:.1} per death; blocking tasks lost: none)",
+            common::thousands(deaths),
+            common::thousands(beside),
+            beside as f64 / deaths as f64
+        );
+    }
     for message in tally.unexpected.iter().take(10) {
         eprintln!("unexpected: {message}");
     }
