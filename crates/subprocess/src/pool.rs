@@ -272,6 +272,10 @@ struct Slot {
     killed: bool,
     /// Some task started on this worker: its death is not part of a crash loop.
     served: bool,
+    /// Its channel reached its end or a write to it failed: the worker is dead or dying, so it
+    /// takes no more tasks (they wait for its replacement instead of being written to a dead
+    /// channel, where the oldest would count as possibly started and be lost with it).
+    closed: bool,
 }
 
 impl Slot {
@@ -456,6 +460,7 @@ impl Shared {
                     || (slot.unstarted == 0 && slot.running_blocking == 0);
                 if slot.conn.is_some()
                     && !slot.retiring
+                    && !slot.closed
                     && slot.unstarted < depth
                     && fits
                     && best.is_none_or(|(_, load)| slot.in_flight < load)
@@ -528,6 +533,7 @@ impl Shared {
                     slot.writing = false;
                     if !sent {
                         slot.outgoing.clear();
+                        slot.closed = true;
                     }
                     break;
                 }
@@ -893,6 +899,16 @@ impl Shared {
                     relock(self.core.lock()).slots[conn.slot].killed = true;
                 }
                 process::kill(&conn.pidfd);
+            }
+        }
+        // From now on no task is sent to this worker (reaping may take up to `EXIT_GRACE`):
+        // a task submitted meanwhile waits for the replacement
+        // (tests/crash_loop_counts_only_idle_deaths.rs).
+        {
+            let mut core = self.lock();
+            let slot = &mut core.slots[conn.slot];
+            if slot.generation == conn.generation {
+                slot.closed = true;
             }
         }
         let status = process::reap(&mut child, &conn.pidfd, EXIT_GRACE);
