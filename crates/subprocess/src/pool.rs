@@ -51,6 +51,13 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// enforces the limit itself by dropping the future, unless the task blocks its thread.
 const ASYNC_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a cancelled blocking task that may be running gets to finish before its worker is
+/// killed. The parent's view lags the worker's: the task may have finished already, its result
+/// on the way, and the worker moved on to the next task, which an immediate kill would take
+/// down with it. Within this grace the result arrives and no kill is needed
+/// (`conformance::exactly_once_random_mix`, which cancels tasks as they are submitted).
+const CANCEL_GRACE: Duration = Duration::from_millis(100);
+
 /// Most bytes of unstarted task frames sent to one worker: below the socket's buffer (208 KiB by
 /// default on Linux), so writing them never waits for the worker to read.
 const BYTE_BUDGET: usize = 128 << 10;
@@ -306,6 +313,9 @@ struct Core {
     broken: Option<String>,
     failures_in_row: u32,
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Cancelled blocking tasks that may be running, and when to kill their worker if they have
+    /// not finished by then ([`CANCEL_GRACE`]).
+    cancel_kills: Vec<(Instant, u64)>,
 }
 
 /// Writes to perform once the lock is released.
@@ -549,14 +559,13 @@ impl Shared {
         }
     }
 
-    /// A `STARTED` frame. Returns `true` if the worker must be killed: a blocking task that was
-    /// cancelled before the worker saw the cancel has started anyway.
-    fn on_started(&self, core: &mut Core, conn: &Conn, id: u64, now: Option<Instant>) -> bool {
+    /// A `STARTED` frame.
+    fn on_started(&self, core: &mut Core, conn: &Conn, id: u64, now: Option<Instant>) {
         let slot = &mut core.slots[conn.slot];
         slot.served = true;
         core.failures_in_row = 0;
         let Some(entry) = core.tasks.get_mut(&id) else {
-            return false;
+            return;
         };
         if entry.place
             != (Place::Sent {
@@ -564,7 +573,7 @@ impl Shared {
                 generation: conn.generation,
             })
         {
-            return false;
+            return;
         }
         entry.place = Place::Started {
             slot: conn.slot,
@@ -577,11 +586,12 @@ impl Shared {
         }
         entry.frame = None;
         if entry.completer.is_none() {
+            // Cancelled before the worker saw the cancel, and started anyway: a blocking task
+            // cannot be stopped but by killing its worker, unless it finishes within the grace.
             if entry.kind == Kind::Blocking {
-                slot.killed = true;
-                return true;
+                self.kill_later(core, id);
             }
-            return false;
+            return;
         }
         if let (Some(limit), Some(now)) = (self.config.timeout, now) {
             let grace = match entry.kind {
@@ -595,7 +605,6 @@ impl Shared {
                 let _ = self.supervisor_tx.send(Command::Wake);
             }
         }
-        false
     }
 
     /// A `DONE_*` frame: the task's completer, if its handle still waits.
@@ -732,6 +741,53 @@ impl Shared {
         }
     }
 
+    /// Kills the worker of cancelled blocking task `id` after [`CANCEL_GRACE`], unless the
+    /// task has finished by then.
+    fn kill_later(&self, core: &mut Core, id: u64) {
+        core.cancel_kills.push((Instant::now() + CANCEL_GRACE, id));
+        let _ = self.supervisor_tx.send(Command::Wake);
+    }
+
+    /// Kills the workers still running a blocking task cancelled [`CANCEL_GRACE`] ago (its
+    /// entry stays until its result or its worker's death); returns when to look again.
+    fn expire_cancel_kills(&self) -> Option<Instant> {
+        let mut kills = Vec::new();
+        let next = {
+            let mut core = self.lock();
+            let Core {
+                cancel_kills,
+                tasks,
+                slots,
+                ..
+            } = &mut *core;
+            let now = Instant::now();
+            cancel_kills.retain(|&(at, id)| {
+                if at > now {
+                    return true;
+                }
+                let place = tasks.get(&id).map(|entry| entry.place);
+                if let Some(
+                    Place::Sent { slot, generation } | Place::Started { slot, generation },
+                ) = place
+                {
+                    let slot = &mut slots[slot];
+                    if slot.generation == generation {
+                        if let Some(conn) = &slot.conn {
+                            slot.killed = true;
+                            kills.push(Arc::clone(conn));
+                        }
+                    }
+                }
+                false
+            });
+            cancel_kills.iter().map(|&(at, _)| at).min()
+        };
+        for conn in &kills {
+            process::kill(&conn.pidfd);
+        }
+        next
+    }
+
     /// Resolves timed-out tasks and kills their workers; returns the next deadline.
     fn expire_deadlines(&self) -> Option<Instant> {
         let limit = self.config.timeout?;
@@ -853,7 +909,6 @@ impl Shared {
                 break;
             }
             spin_until = spinner.start().then(|| Instant::now() + SPIN);
-            let mut kill = false;
             let mut broken = false;
             {
                 let mut core = self.lock();
@@ -872,7 +927,7 @@ impl Shared {
                         break;
                     };
                     match frame.tag {
-                        protocol::STARTED => kill |= self.on_started(&mut core, conn, id, now),
+                        protocol::STARTED => self.on_started(&mut core, conn, id, now),
                         protocol::DONE_OK | protocol::DONE_ERR => {
                             if let Some(completer) = Self::on_done(&mut core, conn, id) {
                                 let payload = frame.body.start + 8..frame.body.end;
@@ -893,11 +948,9 @@ impl Shared {
                 deliver(|| completer.complete(ok, payload));
             }
             self.write(&mut jobs);
-            if kill || broken {
-                if broken {
-                    // A worker that breaks the protocol cannot be trusted with more tasks.
-                    relock(self.core.lock()).slots[conn.slot].killed = true;
-                }
+            if broken {
+                // A worker that breaks the protocol cannot be trusted with more tasks.
+                relock(self.core.lock()).slots[conn.slot].killed = true;
                 process::kill(&conn.pidfd);
             }
         }
@@ -934,7 +987,10 @@ impl Shared {
         drop(started);
         let mut pending: Vec<(Instant, usize)> = Vec::new();
         loop {
-            let next_deadline = self.expire_deadlines();
+            let next_deadline = match (self.expire_deadlines(), self.expire_cancel_kills()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let now = Instant::now();
             let mut due = Vec::new();
             pending.retain(|&(at, slot)| {
@@ -1157,7 +1213,6 @@ fn backoff(failures: u32) -> Duration {
 impl Cancel for Shared {
     fn cancel(&self, id: u64) {
         let dropped;
-        let mut kill = None;
         let mut jobs = Vec::new();
         {
             let mut core = self.lock();
@@ -1165,6 +1220,10 @@ impl Cancel for Shared {
             let Some(entry) = core.tasks.get_mut(&id) else {
                 return;
             };
+            // A blocking task that may be running cannot be stopped but by killing its worker.
+            // The kill waits `CANCEL_GRACE` for the task to finish on its own: the parent's view
+            // lags, and a kill of a worker that already moved on would take its next task down.
+            let mut kill_later = false;
             match entry.place {
                 Place::Queued => {
                     // Its id stays in the queue and is skipped there.
@@ -1181,46 +1240,35 @@ impl Cancel for Shared {
                             .as_ref()
                             .is_some_and(|conn| oldest_in_flight(&core.tasks, conn) == Some(id));
                     let slot = &mut core.slots[slot];
-                    if slot.generation == generation {
-                        if let Some(conn) = &slot.conn {
-                            if may_run {
-                                // Its worker's oldest task may be running unannounced (a lone
-                                // task): a blocking task cannot be stopped otherwise.
-                                slot.killed = true;
-                                kill = Some(Arc::clone(conn));
-                            } else {
-                                slot.outgoing.push(control(protocol::CANCEL, Some(id)));
-                            }
-                        }
+                    if slot.generation == generation && slot.conn.is_some() {
+                        // Dropped by the worker if it reads this before starting the task.
+                        slot.outgoing.push(control(protocol::CANCEL, Some(id)));
+                        // Its worker's oldest task may be running unannounced (a lone task).
+                        kill_later = may_run;
                     }
                 }
                 Place::Started { slot, generation } => {
                     dropped = entry.completer.take();
                     let kind = entry.kind;
                     let slot = &mut core.slots[slot];
-                    if slot.generation == generation {
-                        if let Some(conn) = &slot.conn {
-                            if kind == Kind::Async {
-                                // The worker drops the future; others on it are unaffected.
-                                slot.outgoing.push(control(protocol::CANCEL, Some(id)));
-                            } else {
-                                // A running blocking task cannot be interrupted: its worker
-                                // is killed and replaced.
-                                slot.killed = true;
-                                kill = Some(Arc::clone(conn));
-                            }
+                    if slot.generation == generation && slot.conn.is_some() {
+                        if kind == Kind::Async {
+                            // The worker drops the future; others on it are unaffected.
+                            slot.outgoing.push(control(protocol::CANCEL, Some(id)));
+                        } else {
+                            kill_later = true;
                         }
                     }
                 }
+            }
+            if kill_later {
+                self.kill_later(core, id);
             }
             Self::claim_writes(core, &mut jobs);
             self.notify_if_idle(core);
         }
         drop(dropped);
         self.write(&mut jobs);
-        if let Some(conn) = kill {
-            process::kill(&conn.pidfd);
-        }
     }
 }
 
@@ -1556,6 +1604,7 @@ impl ProcessPoolBuilder {
                 broken: None,
                 failures_in_row: 0,
                 deadlines: BinaryHeap::new(),
+                cancel_kills: Vec::new(),
             }),
             idle: Condvar::new(),
             key,
