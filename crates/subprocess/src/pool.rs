@@ -10,7 +10,7 @@
 //!   when the worker dies, reaps it and settles its tasks.
 //! - One *supervisor* thread starts every worker (the parent-death signal is tied to the thread
 //!   that started the child, so it must outlive the workers), replaces dead ones with backoff, and
-//!   enforces per-task time limits.
+//!   enforces per-task time limits (and the delayed kill of a cancelled running task).
 //!
 //! # State
 //!
