@@ -560,8 +560,48 @@ pub fn scratch_file(name: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// One submission in [`exactly_once_random_mix`].
-#[derive(Debug, Clone, Copy)]
+/// What a backend adds to the random mix of [`exactly_once_stress`], beyond what every backend
+/// runs in [`exactly_once_random_mix`]: the failure modes only some backends have.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use polyexec_core::conformance::StressOptions;
+///
+/// // An executor with a per-task time limit that stops async tasks over it.
+/// let options = StressOptions {
+///     cancel_running: true,
+///     timeout: Some(Duration::from_millis(300)),
+///     ..StressOptions::default()
+/// };
+/// assert!(!options.crashes);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StressOptions {
+    /// Include tasks cancelled once their thread has submitted everything else, so they may be
+    /// queued, running or finished when cancelled (resolving `Cancelled`, or with their value if
+    /// they finished first).
+    pub cancel_running: bool,
+    /// The executor's per-task time limit, if it was built with one: the mix then includes async
+    /// tasks that wait past it and must resolve [`TaskError::TimedOut`] with this limit.
+    pub timeout: Option<Duration>,
+    /// With `timeout`: the executor also stops *blocking* tasks over the limit (the subprocess
+    /// backend kills their worker), so the mix includes blocking tasks that run past it.
+    pub blocking_timeout: bool,
+    /// Include tasks that `abort` their worker, which must resolve [`TaskError::WorkerLost`].
+    /// Only for executors that contain crashes (the subprocess backend): elsewhere an abort ends
+    /// the test process.
+    pub crashes: bool,
+    /// A worker can be lost with everything it runs (a crash, or a kill to stop a blocking task
+    /// over its limit or cancelled while running): async tasks running beside such a task may
+    /// then resolve `WorkerLost`. Blocking tasks never share that fate: a worker runs one at a
+    /// time and hands back its result before it starts the next.
+    pub shared_fate: bool,
+}
+
+/// One submission in [`exactly_once_random_mix`] and [`exactly_once_stress`].
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Op {
     /// Returns its id.
     Value,
@@ -573,53 +613,144 @@ enum Op {
     Cancel,
     /// Waited for with a zero `join_timeout` first, then joined.
     PollThenJoin,
+    /// Cancelled after its thread submitted all its tasks: queued, running or finished by then.
+    CancelLater,
+    /// An async task that waits an hour: only the time limit (or a shutdown) ends it.
+    Hang,
+    /// A blocking task that sleeps an hour: only the time limit (or a shutdown) ends it.
+    HangBlocking,
+    /// Aborts its worker process.
+    Crash,
 }
 
-fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
+/// At most this many tasks of each of the expensive kinds per case: a task over the time limit
+/// holds a worker for the whole limit, a crash costs a worker.
+const MAX_HANGS: usize = 3;
+const MAX_CRASHES: usize = 12;
+
+fn op_strategy(options: StressOptions) -> proptest::strategy::BoxedStrategy<Op> {
     use proptest::prelude::*;
-    prop_oneof![
-        4 => Just(Op::Value),
-        1 => Just(Op::Panic),
-        2 => (0u8..4).prop_map(Op::Slow),
-        1 => Just(Op::Cancel),
-        1 => Just(Op::PollThenJoin),
-    ]
+    let mut ops: Vec<(u32, BoxedStrategy<Op>)> = vec![
+        (4, Just(Op::Value).boxed()),
+        (1, Just(Op::Panic).boxed()),
+        (2, (0u8..4).prop_map(Op::Slow).boxed()),
+        (1, Just(Op::Cancel).boxed()),
+        (1, Just(Op::PollThenJoin).boxed()),
+    ];
+    if options.cancel_running {
+        ops.push((1, Just(Op::CancelLater).boxed()));
+    }
+    if options.timeout.is_some() {
+        ops.push((1, Just(Op::Hang).boxed()));
+        if options.blocking_timeout {
+            ops.push((1, Just(Op::HangBlocking).boxed()));
+        }
+    }
+    if options.crashes {
+        ops.push((1, Just(Op::Crash).boxed()));
+    }
+    proptest::strategy::Union::new_weighted(ops).boxed()
+}
+
+/// Ops for one case, with the expensive kinds capped (extra ones become plain values).
+fn ops_strategy(options: StressOptions) -> impl proptest::strategy::Strategy<Value = Vec<Op>> {
+    use proptest::prelude::*;
+    proptest::collection::vec(op_strategy(options), 1..120).prop_map(|mut ops| {
+        let (mut hangs, mut crashes) = (0, 0);
+        for op in &mut ops {
+            let (count, max) = match op {
+                Op::Hang | Op::HangBlocking => (&mut hangs, MAX_HANGS),
+                Op::Crash => (&mut crashes, MAX_CRASHES),
+                _ => continue,
+            };
+            *count += 1;
+            if *count > max {
+                *op = Op::Value;
+            }
+        }
+        ops
+    })
+}
+
+fn stress_cases(default: u32) -> u32 {
+    std::env::var("POLYEXEC_STRESS_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Property: for random mixes of succeeding, panicking, slow, cancelled and polled tasks submitted
 /// from up to four threads, with a graceful or immediate shutdown at a random point, every handle
 /// resolves exactly once with an outcome its task allows, and outcomes add up to submissions.
 ///
-/// Cases: `POLYEXEC_STRESS_CASES` (default 24).
+/// Cases: `POLYEXEC_STRESS_CASES` (default 24). Backends with more failure modes extend the mix
+/// with [`exactly_once_stress`].
 pub fn exactly_once_random_mix<E: Executor + 'static>(make: &dyn Fn() -> E) {
+    run_stress(make, StressOptions::default(), 24);
+}
+
+/// [`exactly_once_random_mix`] with the failure modes a backend adds (see [`StressOptions`]):
+/// tasks cancelled while they may be running, tasks over the executor's time limit, tasks that
+/// crash their worker. `make` must build the executor these options describe (for example with
+/// the same `timeout`).
+///
+/// Cases: `POLYEXEC_STRESS_CASES` (default 12).
+pub fn exactly_once_stress<E: Executor + 'static>(make: &dyn Fn() -> E, options: StressOptions) {
+    run_stress(make, options, 12);
+}
+
+fn run_stress<E: Executor + 'static>(
+    make: &dyn Fn() -> E,
+    options: StressOptions,
+    default_cases: u32,
+) {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
-    let cases = std::env::var("POLYEXEC_STRESS_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
     let mut runner = TestRunner::new(Config {
-        cases,
+        cases: stress_cases(default_cases),
         failure_persistence: None,
         ..Config::default()
     });
     let strategy = (
-        proptest::collection::vec(op_strategy(), 1..120),
+        ops_strategy(options),
         1usize..=4,
         proptest::option::of(0usize..120),
         any::<bool>(),
     );
     runner
         .run(&strategy, |(ops, threads, shutdown_at, now)| {
-            run_mix(make, &ops, threads, shutdown_at, now);
+            run_mix(make, &options, &ops, threads, shutdown_at, now);
             Ok(())
         })
         .unwrap();
 }
 
+/// Submits one op; the task's value, when it has one, is its id.
+fn submit_op<E: Executor>(exec: &E, id: u32, op: Op) -> TaskHandle<u32> {
+    match op {
+        Op::Value | Op::Cancel | Op::PollThenJoin | Op::CancelLater => exec.spawn(id, |id: u32| id),
+        Op::Panic => exec.spawn(id, |id: u32| -> u32 { panic!("mix {id}") }),
+        Op::Slow(ms) => exec.spawn_async((id, ms), |(id, ms): (u32, u8)| async move {
+            crate::sleep(Duration::from_millis(u64::from(ms))).await;
+            id
+        }),
+        Op::Hang => exec.spawn_async(id, |id: u32| async move {
+            crate::sleep(Duration::from_secs(3600)).await;
+            id
+        }),
+        Op::HangBlocking => exec.spawn(id, |id: u32| {
+            // The task's own work, not synchronisation: it runs past any time limit.
+            std::thread::sleep(Duration::from_secs(3600));
+            id
+        }),
+        Op::Crash => exec.spawn(id, |_: u32| -> u32 { std::process::abort() }),
+    }
+}
+
 fn run_mix<E: Executor + 'static>(
     make: &dyn Fn() -> E,
+    options: &StressOptions,
     ops: &[Op],
     threads: usize,
     shutdown_at: Option<usize>,
@@ -645,17 +776,7 @@ fn run_mix<E: Executor + 'static>(
                         }
                         shut_by_me = true;
                     }
-                    let id32 = id as u32;
-                    let mut handle = match *op {
-                        Op::Value | Op::Cancel | Op::PollThenJoin => exec.spawn(id32, |id: u32| id),
-                        Op::Panic => exec.spawn(id32, |id: u32| -> u32 { panic!("mix {id}") }),
-                        Op::Slow(ms) => {
-                            exec.spawn_async((id32, ms), |(id, ms): (u32, u8)| async move {
-                                crate::sleep(Duration::from_millis(u64::from(ms))).await;
-                                id
-                            })
-                        }
-                    };
+                    let mut handle = submit_op(&*exec, id as u32, *op);
                     let cancelled = matches!(op, Op::Cancel) && handle.cancel();
                     // Submitted by this thread before it began a graceful shutdown: such a task
                     // must not be refused.
@@ -667,6 +788,12 @@ fn run_mix<E: Executor + 'static>(
                             .any(|(i, _)| Some(i) == shutdown_at)
                     };
                     submitted.push((id, *op, cancelled, before_my_shutdown, handle));
+                }
+                // Cancelled late: queued, running or finished by now.
+                for (_, op, cancelled, _, handle) in &mut submitted {
+                    if *op == Op::CancelLater {
+                        *cancelled = handle.cancel();
+                    }
                 }
                 submitted
                     .into_iter()
@@ -693,34 +820,72 @@ fn run_mix<E: Executor + 'static>(
         {
             resolved += 1;
             assert!(seen.insert(id), "task {id} reported twice");
-            let shut = shutdown_at.is_some();
-            match (op, &result) {
-                (_, Ok(v)) => {
-                    assert_eq!(*v as usize, id, "task {id} got another task's value");
-                    assert!(!cancelled, "task {id} was cancelled but returned a value");
-                    assert!(!matches!(op, Op::Panic), "panicking task {id} returned");
-                }
-                (Op::Panic, Err(err)) if err.is_panic() => {
-                    assert_eq!(err.panic_message(), Some(&*format!("mix {id}")));
-                }
-                (_, Err(TaskError::Cancelled)) => assert!(cancelled, "task {id}: {result:?}"),
-                // Refused or dropped: only once a shutdown has begun, and a graceful shutdown
-                // never drops what was submitted before it.
-                (_, Err(TaskError::ShutDown)) => {
-                    assert!(shut, "task {id}: {result:?} without a shutdown");
-                    assert!(
-                        now || !before_my_shutdown,
-                        "task {id} submitted before a graceful shutdown was dropped"
-                    );
-                }
-                // An immediate shutdown may stop a running task by stopping its worker.
-                (_, Err(err)) if err.is_worker_lost() => {
-                    assert!(shut && now, "task {id}: {result:?}")
-                }
-                _ => panic!("task {id} ({op:?}): unexpected {result:?}"),
-            }
+            check_outcome(
+                options,
+                id,
+                op,
+                cancelled,
+                before_my_shutdown,
+                shutdown_at,
+                now,
+                &result,
+            );
         }
     }
-    assert_eq!(resolved, ops.len());
+    assert_eq!(
+        resolved,
+        ops.len(),
+        "successes plus errors equal submissions"
+    );
     exec.shutdown();
+}
+
+/// Checks that `result` is an outcome task `id` allows.
+#[allow(clippy::too_many_arguments)]
+fn check_outcome(
+    options: &StressOptions,
+    id: usize,
+    op: Op,
+    cancelled: bool,
+    before_my_shutdown: bool,
+    shutdown_at: Option<usize>,
+    now: bool,
+    result: &Result<u32, TaskError>,
+) {
+    let shut = shutdown_at.is_some();
+    let is_async = matches!(op, Op::Slow(_) | Op::Hang);
+    match (op, result) {
+        (_, Ok(v)) => {
+            assert_eq!(*v as usize, id, "task {id} got another task's value");
+            assert!(!cancelled, "task {id} was cancelled but returned a value");
+            assert!(
+                !matches!(op, Op::Panic | Op::Hang | Op::HangBlocking | Op::Crash),
+                "task {id} ({op:?}) returned"
+            );
+        }
+        (Op::Panic, Err(err)) if err.is_panic() => {
+            assert_eq!(err.panic_message(), Some(&*format!("mix {id}")));
+        }
+        (_, Err(TaskError::Cancelled)) => assert!(cancelled, "task {id}: {result:?}"),
+        (Op::Hang | Op::HangBlocking, Err(TaskError::TimedOut(limit))) => {
+            assert_eq!(Some(*limit), options.timeout, "task {id}");
+        }
+        (Op::Crash, Err(err)) if err.is_worker_lost() => {}
+        // Refused or dropped: only once a shutdown has begun, and a graceful shutdown never
+        // drops what was submitted before it.
+        (_, Err(TaskError::ShutDown)) => {
+            assert!(shut, "task {id}: {result:?} without a shutdown");
+            assert!(
+                now || !before_my_shutdown,
+                "task {id} submitted before a graceful shutdown was dropped"
+            );
+        }
+        // An async task beside a task whose worker was lost, on backends where that happens.
+        (_, Err(err)) if err.is_worker_lost() && is_async && options.shared_fate => {}
+        // An immediate shutdown may stop a running task by stopping its worker.
+        (_, Err(err)) if err.is_worker_lost() => {
+            assert!(shut && now, "task {id} ({op:?}): {result:?}")
+        }
+        _ => panic!("task {id} ({op:?}): unexpected {result:?}"),
+    }
 }

@@ -3,16 +3,53 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_task::FallibleTask;
-use futures::task::AtomicWaker;
 
+use self::sync::{AtomicBool, AtomicWaker, Mutex, SharedArc};
 use crate::TaskError;
 use crate::block;
+
+/// The types of the hand-off between a [`Resolver`] and its handle. Built with
+/// `--cfg polyexec_loom`, they are loom's, so the model in `loom_tests` checks this very code
+/// under every interleaving: `RUSTFLAGS="--cfg polyexec_loom" cargo test -p polyexec-core
+/// --release --lib loom`.
+#[cfg(not(polyexec_loom))]
+mod sync {
+    pub(super) use futures::task::AtomicWaker;
+    pub(super) use std::sync::Arc as SharedArc;
+    pub(super) use std::sync::Mutex;
+    pub(super) use std::sync::atomic::AtomicBool;
+}
+
+#[cfg(polyexec_loom)]
+mod sync {
+    pub(super) use loom::sync::Arc as SharedArc;
+    pub(super) use loom::sync::Mutex;
+    pub(super) use loom::sync::atomic::AtomicBool;
+
+    /// loom's waker cell, with the method names of `futures`'.
+    #[derive(Debug)]
+    pub(super) struct AtomicWaker(loom::future::AtomicWaker);
+
+    impl AtomicWaker {
+        pub(super) fn new() -> Self {
+            AtomicWaker(loom::future::AtomicWaker::new())
+        }
+
+        pub(super) fn register(&self, waker: &std::task::Waker) {
+            self.0.register_by_ref(waker);
+        }
+
+        pub(super) fn wake(&self) {
+            self.0.wake();
+        }
+    }
+}
 
 /// An owned permission to wait for a task's result.
 ///
@@ -64,7 +101,7 @@ enum Inner<T> {
 }
 
 struct Remote<T> {
-    shared: Arc<Shared<T>>,
+    shared: SharedArc<Shared<T>>,
     canceller: Option<(Arc<dyn Cancel>, u64)>,
 }
 
@@ -123,7 +160,7 @@ pub trait Cancel: Send + Sync {
 /// assert_eq!(handle.join(), Err(TaskError::ShutDown));
 /// ```
 pub struct Resolver<T> {
-    shared: Option<Arc<Shared<T>>>,
+    shared: Option<SharedArc<Shared<T>>>,
 }
 
 impl<T> Resolver<T> {
@@ -139,7 +176,7 @@ impl<T> Resolver<T> {
     pub fn is_abandoned(&self) -> bool {
         self.shared
             .as_ref()
-            .is_none_or(|shared| Arc::strong_count(shared) == 1)
+            .is_none_or(|shared| SharedArc::strong_count(shared) == 1)
     }
 
     fn complete(shared: &Shared<T>, result: Result<T, TaskError>) {
@@ -199,13 +236,13 @@ impl<T> TaskHandle<T> {
     /// For backend implementors whose results arrive out of band (for example from another
     /// process). `canceller` is told the task's id when the user cancels the handle.
     pub fn remote(canceller: Option<(Arc<dyn Cancel>, u64)>) -> (Resolver<T>, Self) {
-        let shared = Arc::new(Shared {
+        let shared = SharedArc::new(Shared {
             done: AtomicBool::new(false),
             value: Mutex::new(None),
             waker: AtomicWaker::new(),
         });
         let resolver = Resolver {
-            shared: Some(Arc::clone(&shared)),
+            shared: Some(SharedArc::clone(&shared)),
         };
         let handle = TaskHandle {
             inner: Inner::Remote(Remote { shared, canceller }),
@@ -389,5 +426,90 @@ impl<T> fmt::Debug for TaskHandle<T> {
             _ => "pending",
         };
         f.debug_struct("TaskHandle").field("state", &state).finish()
+    }
+}
+
+/// The hand-off between a [`Resolver`] on one thread and its [`TaskHandle`] on another, under
+/// every interleaving loom can find (the handle's `Shared` runs on loom's types in this build):
+/// `RUSTFLAGS="--cfg polyexec_loom" cargo test -p polyexec-core --release --lib loom`.
+///
+/// Checked: the handle gets exactly the value resolved (or `ShutDown` for a dropped resolver),
+/// a waiting handle is always woken (a lost wake-up is a deadlock, which loom reports), a handle
+/// that says it is finished has its result at once, and `cancel` racing the result yields one
+/// outcome or the other, never both or none.
+#[cfg(all(test, polyexec_loom))]
+mod loom_tests {
+    use std::task::{Context, Waker};
+
+    use super::*;
+
+    /// Polls once with a waker that does nothing.
+    fn poll_now<T>(handle: &mut TaskHandle<T>) -> Poll<Result<T, TaskError>> {
+        Pin::new(handle).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn loom_resolve_races_a_waiting_handle() {
+        loom::model(|| {
+            let (resolver, handle) = TaskHandle::<u32>::remote(None);
+            let resolving = loom::thread::spawn(move || resolver.resolve(Ok(7)));
+            assert_eq!(loom::future::block_on(handle), Ok(7));
+            resolving.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_dropped_resolver_wakes_the_handle_with_shutdown() {
+        loom::model(|| {
+            let (resolver, handle) = TaskHandle::<u32>::remote(None);
+            let dropping = loom::thread::spawn(move || drop(resolver));
+            assert_eq!(loom::future::block_on(handle), Err(TaskError::ShutDown));
+            dropping.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_finished_means_the_result_is_there() {
+        loom::model(|| {
+            let (resolver, mut handle) = TaskHandle::<u32>::remote(None);
+            let resolving = loom::thread::spawn(move || resolver.resolve(Ok(7)));
+            if handle.is_finished() {
+                assert_eq!(poll_now(&mut handle), Poll::Ready(Ok(7)));
+            } else {
+                assert_eq!(loom::future::block_on(handle), Ok(7));
+            }
+            resolving.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_cancel_races_the_result() {
+        loom::model(|| {
+            let (resolver, mut handle) = TaskHandle::<u32>::remote(None);
+            let resolving = loom::thread::spawn(move || {
+                // The backend skips work for a handle nobody waits on any more.
+                if !resolver.is_abandoned() {
+                    resolver.resolve(Ok(7));
+                }
+            });
+            let cancelled = handle.cancel();
+            let result = loom::future::block_on(handle);
+            if cancelled {
+                assert_eq!(result, Err(TaskError::Cancelled));
+            } else {
+                assert_eq!(result, Ok(7));
+            }
+            resolving.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_handle_dropped_while_resolving() {
+        loom::model(|| {
+            let (resolver, handle) = TaskHandle::<u32>::remote(None);
+            let resolving = loom::thread::spawn(move || resolver.resolve(Ok(7)));
+            drop(handle);
+            resolving.join().unwrap();
+        });
     }
 }

@@ -1,6 +1,14 @@
 //! The submission gate: lets `shutdown` close the queue with no lock on the submit path.
 
+#[cfg(polyexec_loom)]
+use loom::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(not(polyexec_loom))]
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[cfg(polyexec_loom)]
+use loom::thread::yield_now;
+#[cfg(not(polyexec_loom))]
+use std::thread::yield_now;
 
 /// Set in the state once the gate is closed; the remaining bits count submitters inside.
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -40,7 +48,7 @@ impl Gate {
         // Submitters inside only push to an unbounded queue, which does not block: the wait is
         // a handful of instructions long.
         while self.state.load(Ordering::Acquire) & !CLOSED != 0 {
-            std::thread::yield_now();
+            yield_now();
         }
     }
 
@@ -49,7 +57,7 @@ impl Gate {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(polyexec_loom)))]
 mod tests {
     use super::*;
 
@@ -85,5 +93,59 @@ mod tests {
         left.store(true, Ordering::Release);
         gate.leave();
         closer.join().unwrap();
+    }
+}
+
+/// Exhaustive interleavings of submitters racing a closer, under loom (the same model as the
+/// thread pool's gate, which this one copies):
+/// `RUSTFLAGS="--cfg polyexec_loom" cargo test -p polyexec-coroutine --release --lib loom`.
+#[cfg(all(test, polyexec_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::{Arc, Mutex};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Msg {
+        Task(usize),
+        /// What the loop's shutdown does once the gate is closed (mark the loop draining).
+        Closed,
+    }
+
+    /// A submitter that got in has its task spawned before the closer goes on; one that was
+    /// refused spawned nothing; the gate never reopens.
+    #[test]
+    fn loom_accepted_work_precedes_the_close() {
+        loom::model(|| {
+            let gate = Arc::new(Gate::default());
+            let spawned = Arc::new(Mutex::new(Vec::new()));
+            let submitters: Vec<_> = (0..2)
+                .map(|id| {
+                    let gate = Arc::clone(&gate);
+                    let spawned = Arc::clone(&spawned);
+                    loom::thread::spawn(move || {
+                        if gate.enter() {
+                            spawned.lock().unwrap().push(Msg::Task(id));
+                            gate.leave();
+                            true
+                        } else {
+                            false
+                        }
+                    })
+                })
+                .collect();
+            gate.close();
+            spawned.lock().unwrap().push(Msg::Closed);
+            let accepted: Vec<bool> = submitters.into_iter().map(|t| t.join().unwrap()).collect();
+            let spawned = spawned.lock().unwrap();
+            assert_eq!(
+                spawned.last(),
+                Some(&Msg::Closed),
+                "a task spawned after the close: {spawned:?}"
+            );
+            for (id, accepted) in accepted.into_iter().enumerate() {
+                assert_eq!(spawned.contains(&Msg::Task(id)), accepted, "{spawned:?}");
+            }
+            assert!(!gate.enter(), "the gate reopened");
+        });
     }
 }

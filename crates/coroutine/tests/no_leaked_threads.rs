@@ -1,5 +1,6 @@
-//! After shutdown, every loop thread is gone (counted in /proc/self/task). One test in this
-//! file, so that no other test starts or ends threads meanwhile.
+//! After shutdown, every loop thread is gone (counted in /proc/self/task) and no descriptor is
+//! left open (the async-io reactor's are process-wide and opened once, before the count). One
+//! test in this file, so that no other test starts or ends threads meanwhile.
 
 use std::time::Duration;
 
@@ -10,6 +11,24 @@ fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("read /proc/self/task")
         .count()
+}
+
+/// This process's open descriptors and what they point to.
+fn open_fds() -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                target.display()
+            )
+        })
+        .collect();
+    fds.sort();
+    fds
 }
 
 fn exercise(event_loop: &EventLoop) {
@@ -38,6 +57,7 @@ fn shutdown_joins_every_loop_thread() {
     warm.shutdown();
     drop(warm);
     let before = thread_count();
+    let fds_before = open_fds();
 
     for threads in [1, 2, 4] {
         let event_loop = EventLoop::builder()
@@ -75,4 +95,5 @@ fn shutdown_joins_every_loop_thread() {
         drop(event_loop);
         assert_eq!(thread_count(), before, "drop");
     }
+    assert_eq!(open_fds(), fds_before, "open descriptors");
 }

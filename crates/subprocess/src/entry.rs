@@ -104,6 +104,17 @@ impl Key {
         hasher.finish()
     }
 
+    /// An address with any distance, tagged with this key: for tests of the verification only
+    /// (resolving such an address and calling it would jump to arbitrary code).
+    #[cfg(test)]
+    pub(crate) fn tagged(&self, kind: Kind, offset: i64) -> TaskAddr {
+        TaskAddr {
+            kind,
+            offset,
+            tag: self.tag(kind, offset),
+        }
+    }
+
     /// Names a trampoline: its distance from the anchor, tagged with this key.
     fn address(&self, kind: Kind, trampoline: *const ()) -> TaskAddr {
         let offset = (trampoline as usize).wrapping_sub(anchor_addr() as usize) as i64;
@@ -340,5 +351,84 @@ mod tests {
         assert!(key.resolve_async(wrong_kind).is_err());
         let other = Key::from_bytes([2; 16]);
         assert!(other.resolve_blocking(addr).is_err());
+    }
+}
+
+/// Property-based fuzzing of the address verification (proptest): forged tags, confused kinds
+/// and other keys are refused; genuine addresses pass. Only [`Key::verify`] is called (it
+/// returns a raw pointer), never a function made from a forged address. Cases:
+/// `POLYEXEC_FUZZ_CASES` (default 1,000 per property).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![Just(Kind::Blocking), Just(Kind::Async), Just(Kind::Init)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: crate::security_tests::fuzz_cases(1_000),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// An address whose tag was not made with the key, for its kind and distance, is
+        /// refused whatever kind it is presented as.
+        #[test]
+        fn forged_tags_are_refused(
+            key in any::<[u8; 16]>(),
+            kind in kind(),
+            offset in any::<i64>(),
+            tag in any::<u64>(),
+        ) {
+            let key = Key::from_bytes(key);
+            prop_assume!(tag != key.tag(kind, offset));
+            let forged = TaskAddr { kind, offset, tag };
+            for as_kind in [Kind::Blocking, Kind::Async, Kind::Init] {
+                prop_assert!(key.verify(forged, as_kind).is_err());
+            }
+        }
+
+        /// A genuine address presented as another kind, with its kind byte changed, or with
+        /// another distance, is refused; as itself, it passes.
+        #[test]
+        fn genuine_addresses_pass_only_as_themselves(
+            key in any::<[u8; 16]>(),
+            kind in kind(),
+            other_kind in kind(),
+            offset in any::<i64>(),
+            delta in any::<i64>(),
+        ) {
+            let key = Key::from_bytes(key);
+            let genuine = key.tagged(kind, offset);
+            prop_assert!(key.verify(genuine, kind).is_ok());
+            if other_kind != kind {
+                prop_assert!(key.verify(genuine, other_kind).is_err());
+                let relabelled = TaskAddr { kind: other_kind, ..genuine };
+                prop_assert!(key.verify(relabelled, other_kind).is_err());
+            }
+            if delta != 0 {
+                let moved = TaskAddr { offset: offset.wrapping_add(delta), ..genuine };
+                prop_assert!(key.verify(moved, kind).is_err());
+            }
+        }
+
+        /// An address tagged with another pool's key is refused.
+        #[test]
+        fn another_keys_addresses_are_refused(
+            ours in any::<[u8; 16]>(),
+            theirs in any::<[u8; 16]>(),
+            kind in kind(),
+            offset in any::<i64>(),
+        ) {
+            prop_assume!(ours != theirs);
+            let (ours, theirs) = (Key::from_bytes(ours), Key::from_bytes(theirs));
+            let foreign = theirs.tagged(kind, offset);
+            prop_assume!(foreign.tag != ours.tag(kind, offset));
+            prop_assert!(ours.verify(foreign, kind).is_err());
+        }
     }
 }

@@ -56,8 +56,14 @@ mod error;
 mod pool;
 mod process;
 mod protocol;
+#[cfg(test)]
+mod security_tests;
 mod stop;
 mod worker;
+
+// The unit tests start pools of this very test binary: its workers must serve, not run tests.
+#[cfg(test)]
+crate::test_hook!();
 
 pub use pool::{ProcessPool, ProcessPoolBuilder};
 

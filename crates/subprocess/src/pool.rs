@@ -10,7 +10,7 @@
 //!   when the worker dies, reaps it and settles its tasks.
 //! - One *supervisor* thread starts every worker (the parent-death signal is tied to the thread
 //!   that started the child, so it must outlive the workers), replaces dead ones with backoff, and
-//!   enforces per-task time limits.
+//!   enforces per-task time limits (and the delayed kill of a cancelled running task).
 //!
 //! # State
 //!
@@ -273,6 +273,10 @@ struct Slot {
     killed: bool,
     /// Some task started on this worker: its death is not part of a crash loop.
     served: bool,
+    /// Its channel reached its end or a write to it failed: the worker is dead or dying, so it
+    /// takes no more tasks (they wait for its replacement instead of being written to a dead
+    /// channel, where the oldest would count as possibly started and be lost with it).
+    closed: bool,
 }
 
 impl Slot {
@@ -372,11 +376,24 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::with_capacity(64);
         let start = protocol::begin_run(&mut frame, id, addr);
-        if let Err(err) = protocol::encode_into(input, &mut frame) {
-            return TaskHandle::ready(Err(codec(
-                CodecStage::EncodeInput,
-                protocol::describe::<In>(err),
-            )));
+        // A `Serialize` impl that panics fails this task with a codec error, as a panicking
+        // `Serialize` of an output does in the worker: it must not unwind out of `spawn` (or out
+        // of a `map` iterator halfway through), which the in-process backends, which never
+        // serialize, would not do either (tests/fault_encode_input.rs).
+        match polyexec_core::catch_task(|| protocol::encode_into(input, &mut frame)) {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                return TaskHandle::ready(Err(codec(
+                    CodecStage::EncodeInput,
+                    protocol::describe::<In>(err),
+                )));
+            }
+            Err(panic) => {
+                return TaskHandle::ready(Err(codec(
+                    CodecStage::EncodeInput,
+                    protocol::describe::<In>(panic),
+                )));
+            }
         }
         if !protocol::end_frame(&mut frame, start) {
             return TaskHandle::ready(Err(codec(
@@ -444,6 +461,7 @@ impl Shared {
                     || (slot.unstarted == 0 && slot.running_blocking == 0);
                 if slot.conn.is_some()
                     && !slot.retiring
+                    && !slot.closed
                     && slot.unstarted < depth
                     && fits
                     && best.is_none_or(|(_, load)| slot.in_flight < load)
@@ -516,6 +534,7 @@ impl Shared {
                     slot.writing = false;
                     if !sent {
                         slot.outgoing.clear();
+                        slot.closed = true;
                     }
                     break;
                 }
@@ -595,6 +614,11 @@ impl Shared {
         };
         let entry = core.tasks.remove(&id)?;
         let slot = &mut core.slots[conn.slot];
+        // A result proves the worker served, as a `STARTED` frame does: a worker that served dies
+        // no crash-loop death, however idle it was when it died
+        // (tests/crash_loop_counts_only_idle_deaths.rs).
+        slot.served = true;
+        core.failures_in_row = 0;
         slot.in_flight -= 1;
         if !started {
             slot.unstarted -= 1;
@@ -878,6 +902,16 @@ impl Shared {
                 // A worker that breaks the protocol cannot be trusted with more tasks.
                 relock(self.core.lock()).slots[conn.slot].killed = true;
                 process::kill(&conn.pidfd);
+            }
+        }
+        // From now on no task is sent to this worker (reaping may take up to `EXIT_GRACE`):
+        // a task submitted meanwhile waits for the replacement
+        // (tests/crash_loop_counts_only_idle_deaths.rs).
+        {
+            let mut core = self.lock();
+            let slot = &mut core.slots[conn.slot];
+            if slot.generation == conn.generation {
+                slot.closed = true;
             }
         }
         let status = process::reap(&mut child, &conn.pidfd, EXIT_GRACE);

@@ -72,6 +72,13 @@ pub(crate) fn fingerprint() -> u64 {
         hasher.write_i64(entry::distance(fingerprint_fn as *const ()));
         hasher.write_i64(entry::distance(serve_fn as *const ()));
         hasher.write_i64(entry::distance(spawn_fn as *const ()));
+        // Unit-test builds only (never in the library as others build it): lets a test start a
+        // worker that computes another fingerprint, as a worker of a different build would
+        // (`security_tests::a_worker_of_another_build_is_refused`).
+        #[cfg(test)]
+        if let Some(salt) = std::env::var_os("POLYEXEC_TEST_FINGERPRINT_SALT") {
+            hasher.write(salt.as_encoded_bytes());
+        }
         hasher.finish()
     })
 }

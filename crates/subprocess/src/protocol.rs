@@ -13,7 +13,7 @@
 //! | `EXIT` | pool → worker | empty: finish every task held, then exit |
 //! | `READY` | worker → pool | postcard [`Ready`] |
 //! | `REFUSED` | worker → pool | postcard `String`: why the worker will not serve |
-//! | `STARTED` | worker → pool | id u64: the worker is about to run this task's code (omitted for a lone task, see the worker) |
+//! | `STARTED` | worker → pool | id u64: the worker is about to run this task's code |
 //! | `DONE_OK` | worker → pool | id u64, encoded output |
 //! | `DONE_ERR` | worker → pool | id u64, postcard [`TaskError`] |
 
@@ -453,42 +453,249 @@ mod tests {
     }
 }
 
+/// Property-based fuzzing of the frame decoder (proptest, with shrinking): random bytes,
+/// truncated frames, flipped bits, huge declared lengths, in any split across reads. Cases:
+/// `POLYEXEC_FUZZ_CASES` (default 1,000 per property).
 #[cfg(test)]
-mod garbage {
-    use super::*;
+mod fuzz {
+    use proptest::prelude::*;
 
-    /// A deterministic stream of pseudo-random bytes (xorshift), so failures reproduce.
-    fn noise(seed: u64, len: usize) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+    use super::*;
+    use crate::entry::Key;
+
+    /// A stream that hands out its bytes in reads of the given sizes (cycled), as a socket may.
+    struct Chunked<'a> {
+        data: &'a [u8],
+        sizes: &'a [usize],
+        next: usize,
     }
 
-    #[test]
-    fn malformed_input_is_an_error_never_a_panic() {
-        for seed in 0..2_000u64 {
-            let mut bytes = noise(seed, (seed as usize * 7) % 300);
-            // Keep declared lengths small so frames complete within the input.
-            if bytes.len() >= 4 {
-                bytes[3] = 0;
-                bytes[2] = 0;
-            }
-            let mut reader = FrameReader::new();
-            let mut stream = std::io::Cursor::new(bytes);
-            while let Ok(true) = reader.fill(&mut stream) {
-                while let Ok(Some(frame)) = reader.next_frame() {
-                    let body = reader.body(&frame);
-                    let _ = parse_run(body);
-                    let _ = split_id(body);
-                    let _ = decode::<Hello>(body);
-                    let _ = decode::<TaskError>(body);
+    impl Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let size = self.sizes[self.next % self.sizes.len()].max(1);
+            self.next += 1;
+            let n = size.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// What the reader made of a stream: the frames, whether it stopped on an error, whether it
+    /// ended inside a frame, and the largest its buffer grew.
+    #[derive(Debug, Default)]
+    struct Outcome {
+        frames: Vec<(u8, Vec<u8>)>,
+        error: bool,
+        in_frame: bool,
+        max_buffer: usize,
+    }
+
+    fn read_stream(data: &[u8], sizes: &[usize]) -> Outcome {
+        let mut stream = Chunked {
+            data,
+            sizes,
+            next: 0,
+        };
+        let mut reader = FrameReader::new();
+        let mut outcome = Outcome::default();
+        'read: while reader.fill(&mut stream).expect("a slice never fails") {
+            outcome.max_buffer = outcome.max_buffer.max(reader.buf.len());
+            loop {
+                match reader.next_frame() {
+                    Ok(Some(frame)) => {
+                        let body = reader.body(&frame);
+                        // Every decoder the two sides apply to a frame: errors, never panics.
+                        let _ = parse_run(body);
+                        let _ = split_id(body);
+                        let _ = decode::<Hello>(body);
+                        let _ = decode::<Ready>(body);
+                        let _ = decode::<TaskError>(body);
+                        let _ = decode::<String>(body);
+                        if let Some((_, rest)) = split_id(body) {
+                            let _ = decode::<TaskError>(rest);
+                        }
+                        outcome.frames.push((frame.tag, body.to_vec()));
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        outcome.error = true;
+                        break 'read;
+                    }
                 }
+            }
+        }
+        outcome.in_frame = reader.in_frame();
+        outcome
+    }
+
+    fn frame_bytes(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for (tag, body) in frames {
+            let start = begin_frame(&mut bytes, *tag);
+            bytes.extend_from_slice(body);
+            assert!(end_frame(&mut bytes, start));
+        }
+        bytes
+    }
+
+    /// Frame bodies: mostly small and random, sometimes larger than the reader's first buffer
+    /// (so it must grow) and filled with one byte (random bytes of that size cost more to
+    /// generate than to test).
+    fn frames() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
+        proptest::collection::vec(
+            (
+                any::<u8>(),
+                prop_oneof![
+                    8 => proptest::collection::vec(any::<u8>(), 0..64),
+                    1 => (0usize..150_000, any::<u8>()).prop_map(|(len, b)| vec![b; len]),
+                ],
+            ),
+            0..8,
+        )
+    }
+
+    /// How a socket splits the stream: tiny reads (byte by byte, for headers split anywhere)
+    /// only alongside larger ones, so a large frame is not read a byte at a time.
+    fn chunk_sizes() -> impl Strategy<Value = Vec<usize>> {
+        proptest::collection::vec(
+            prop_oneof![1usize..16, 1usize..5000, Just(usize::MAX)],
+            1..8,
+        )
+        .prop_map(|mut sizes| {
+            sizes.push(64 * 1024);
+            sizes
+        })
+    }
+
+    /// Memory the reader may hold after `received` bytes: it grows toward a declared length
+    /// only as fast as bytes arrive (at most doubling), never to the 4 GiB a header may claim.
+    fn memory_bound(received: usize) -> usize {
+        2 * received + READ_CHUNK + MIN_ROOM
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: crate::security_tests::fuzz_cases(1_000),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any bytes, split any way: frames or an error, never a panic, and memory in
+        /// proportion to the bytes received.
+        #[test]
+        fn random_bytes_are_frames_or_an_error(
+            data in proptest::collection::vec(any::<u8>(), 0..4096),
+            small_lengths in any::<bool>(),
+            sizes in chunk_sizes(),
+        ) {
+            let mut data = data;
+            if small_lengths && data.len() >= 4 {
+                // Also reach the decoders: keep the first declared length within the data.
+                data[2] = 0;
+                data[3] = 0;
+            }
+            let outcome = read_stream(&data, &sizes);
+            prop_assert!(outcome.max_buffer <= memory_bound(data.len()).max(READ_CHUNK));
+        }
+
+        /// Well-formed frames come out whole and in order however the stream is split; a stream
+        /// cut anywhere yields exactly the frames that ended before the cut, and says whether
+        /// it stopped inside one.
+        #[test]
+        fn frames_survive_any_split_and_any_truncation(
+            frames in frames(),
+            sizes in chunk_sizes(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let bytes = frame_bytes(&frames);
+            let whole = read_stream(&bytes, &sizes);
+            prop_assert!(!whole.error);
+            prop_assert!(!whole.in_frame);
+            prop_assert_eq!(&whole.frames, &frames);
+
+            let cut = cut.index(bytes.len() + 1);
+            let partial = read_stream(&bytes[..cut], &sizes);
+            prop_assert!(!partial.error);
+            let mut end = 0;
+            let complete = frames
+                .iter()
+                .take_while(|(_, body)| {
+                    end += HEADER + body.len();
+                    end <= cut
+                })
+                .count();
+            prop_assert_eq!(&partial.frames[..], &frames[..complete]);
+            let boundary = frames[..complete].iter().map(|(_, b)| HEADER + b.len()).sum::<usize>();
+            prop_assert_eq!(partial.in_frame, cut > boundary);
+        }
+
+        /// A header declaring a huge length (up to 4 GiB) followed by some bytes: no frame, no
+        /// error, and memory in proportion to what arrived, not to what was declared.
+        #[test]
+        fn huge_declared_lengths_cost_only_what_arrives(
+            declared in (1u32 << 20)..=u32::MAX,
+            tail in 0usize..300_000,
+            sizes in chunk_sizes(),
+        ) {
+            let mut data = declared.to_le_bytes().to_vec();
+            data.push(RUN);
+            data.resize(data.len() + tail, 0xEE);
+            let outcome = read_stream(&data, &sizes);
+            prop_assert!(outcome.frames.is_empty());
+            prop_assert!(!outcome.error);
+            prop_assert!(outcome.in_frame);
+            prop_assert!(outcome.max_buffer <= memory_bound(data.len()).max(READ_CHUNK));
+        }
+
+        /// A zero length is an error wherever it appears.
+        #[test]
+        fn a_zero_length_is_an_error(frames in frames(), sizes in chunk_sizes()) {
+            let mut bytes = frame_bytes(&frames);
+            bytes.extend_from_slice(&[0, 0, 0, 0]);
+            let outcome = read_stream(&bytes, &sizes);
+            prop_assert!(outcome.error);
+            prop_assert_eq!(&outcome.frames, &frames);
+        }
+
+        /// One flipped bit in a genuine `RUN` frame: the reader and `parse_run` either reject
+        /// the frame, or the worker's address check refuses it — unless the bit is in the id or
+        /// the input, which the tag does not cover (it authenticates which code runs; the data
+        /// travels on a channel no one else holds). Never another task's code.
+        #[test]
+        fn a_flipped_bit_never_names_other_code(
+            key in any::<[u8; 16]>(),
+            offset in any::<i64>(),
+            input in proptest::collection::vec(any::<u8>(), 0..32),
+            bit in any::<prop::sample::Index>(),
+        ) {
+            let key = Key::from_bytes(key);
+            let genuine = key.tagged(crate::entry::Kind::Blocking, offset);
+            let mut frame = Vec::new();
+            let start = begin_run(&mut frame, 7, genuine);
+            frame.extend_from_slice(&input);
+            prop_assert!(end_frame(&mut frame, start));
+            let bit = bit.index(frame.len() * 8);
+            frame[bit / 8] ^= 1 << (bit % 8);
+
+            let outcome = read_stream(&frame, &[usize::MAX]);
+            let Some((tag, body)) = outcome.frames.first() else {
+                // The length grew (an incomplete frame) or became zero (an error).
+                return Ok(());
+            };
+            if *tag != RUN {
+                return Ok(()); // an unknown tag: the worker exits
+            }
+            let Some(run) = parse_run(body) else {
+                return Ok(()); // a kind byte out of range: the worker exits
+            };
+            let address_bits = (HEADER + 8) * 8..(HEADER + RUN_HEADER) * 8;
+            if address_bits.contains(&bit) {
+                prop_assert!(key.resolve_blocking(run.addr).is_err());
+                prop_assert!(key.resolve_async(run.addr).is_err());
+                prop_assert!(key.resolve_init(run.addr).is_err());
+            } else {
+                prop_assert_eq!(run.addr, genuine);
             }
         }
     }

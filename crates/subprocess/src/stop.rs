@@ -7,8 +7,8 @@
 //! worker, atomically with respect to its own task switches: the parent queues a real-time signal
 //! carrying X's id, and the worker's handler exits only if X is the blocking task it is running.
 //!
-//! Invariant (worker side): [`CURRENT`] holds the id of the blocking task whose code may be
-//! running, and 0 otherwise. It is set before the task's `STARTED` frame is written and cleared
+//! Invariant (worker side): [`CURRENT`] holds the *tag* of the blocking task whose code may be
+//! running (its id plus one, since ids start at 0), and 0 otherwise. It is set before the task's `STARTED` frame is written and cleared
 //! before its result frame is written, so:
 //! - the parent can only ask to stop X after reading `STARTED(X)`, when `CURRENT` is X or later;
 //! - if the parent reads X's result, `CURRENT` had been cleared first, so a stop request for X
@@ -25,8 +25,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The exit code of a worker that stopped itself on the parent's request.
 pub(crate) const EXIT_STOPPED: i32 = 96;
 
-/// The blocking task whose code may be running in this worker; 0 when none.
+/// The tag of the blocking task whose code may be running in this worker; 0 when none.
 static CURRENT: AtomicU64 = AtomicU64::new(0);
+
+/// A task's tag: its id plus one, so that no task shares the tag 0 meaning "none". Ids are a
+/// counter far from wrapping around.
+fn tag(id: u64) -> u64 {
+    id.wrapping_add(1)
+}
 
 /// The signal used for stop requests: a real-time one, well above those libc keeps for itself.
 fn stop_signal() -> libc::c_int {
@@ -82,7 +88,7 @@ extern "C" fn on_stop_request(
 
 /// Worker side: blocking task `id` is about to run (before its `STARTED` frame is written).
 pub(crate) fn running(id: u64) {
-    CURRENT.store(id, Ordering::SeqCst);
+    CURRENT.store(tag(id), Ordering::SeqCst);
 }
 
 /// Worker side: the blocking task has returned (before its result frame is written).
@@ -95,7 +101,7 @@ pub(crate) fn finished() {
 /// `pid` must be an unreaped child of this process, so it cannot name another process.
 pub(crate) fn request_stop(pid: u32, id: u64) {
     let value = libc::sigval {
-        sival_ptr: id as usize as *mut libc::c_void,
+        sival_ptr: tag(id) as usize as *mut libc::c_void,
     };
     // SAFETY: `sigqueue` takes plain values; the worker is our child and not yet reaped (the pool
     // reaps only after the worker's channel closed), so its pid is still its own.

@@ -29,3 +29,13 @@ fn abort_loses_that_task_only() {
     );
     pool.shutdown();
 }
+
+/// Fault injection, during the task: `abort` alongside healthy tasks on two workers.
+#[test]
+fn abort_alongside_healthy_tasks() {
+    let pool = common::pool(2);
+    let result = common::alongside(&pool, |pool| {
+        pool.spawn((), |()| -> u8 { std::process::abort() })
+    });
+    assert_eq!(result, Err(TaskError::WorkerLost(WorkerExit::Signal(6))));
+}

@@ -29,3 +29,14 @@ fn exit_code_is_reported() {
     }
     assert_eq!(pool.spawn(1u8, |x: u8| x).join(), Ok(1));
 }
+
+/// Fault injection, during the task: `exit(1)` fails that task alone with `WorkerLost(Code(1))`;
+/// healthy tasks ahead of it and behind it on the same worker are unaffected.
+#[test]
+fn exit_1_alongside_healthy_tasks() {
+    let pool = common::pool(2);
+    let result = common::alongside(&pool, |pool| {
+        pool.spawn((), |()| -> u8 { std::process::exit(1) })
+    });
+    assert_eq!(result, Err(TaskError::WorkerLost(WorkerExit::Code(1))));
+}

@@ -45,3 +45,15 @@ fn panic_gives_message_and_location_and_the_worker_survives() {
     );
     assert_eq!(pool.spawn((), |()| std::process::id()).join(), Ok(before));
 }
+
+/// Fault injection, during the task: a panic fails that task alone; healthy tasks ahead of it and
+/// behind it on the same worker are unaffected.
+#[test]
+fn panic_alongside_healthy_tasks() {
+    let pool = common::pool(2);
+    let err = common::alongside(&pool, |pool| {
+        pool.spawn(7u32, |x: u32| -> u32 { panic!("task {x} failed") })
+    })
+    .unwrap_err();
+    assert_eq!(err.panic_message(), Some("task 7 failed"));
+}

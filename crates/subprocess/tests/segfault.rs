@@ -30,3 +30,18 @@ fn segfault_loses_that_task_only() {
     assert_eq!(pool.spawn(1u8, |x: u8| x).join(), Ok(1));
     pool.shutdown();
 }
+
+/// Fault injection, during the task: a real invalid memory access (not a raised signal) alongside
+/// healthy tasks.
+#[test]
+fn null_dereference_alongside_healthy_tasks() {
+    let pool = common::pool(2);
+    let result = common::alongside(&pool, |pool| {
+        pool.spawn(0usize, |addr: usize| -> u8 {
+            // SAFETY: none; this is the fault being injected. A volatile read of address 0 is not
+            // optimized away, and the kernel answers it with SIGSEGV.
+            unsafe { std::ptr::read_volatile(std::ptr::without_provenance::<u8>(addr)) }
+        })
+    });
+    assert_eq!(result, Err(TaskError::WorkerLost(WorkerExit::Signal(11))));
+}

@@ -37,3 +37,38 @@ fn sigkill_from_outside() {
     );
     assert_eq!(pool.spawn(5u8, |x: u8| x).join(), Ok(5));
 }
+
+/// Fault injection, during the task: `SIGKILL` from outside, to a worker found the way an
+/// operator (or the OOM killer) would find it: the task reports its pid, then blocks on a gate;
+/// the test kills that pid while healthy tasks are queued ahead of it and behind it.
+#[test]
+fn sigkill_from_outside_alongside_healthy_tasks() {
+    let pool = common::pool(2);
+    let mut gate = Gate::new();
+    let (_dir, path) = polyexec_core::conformance::scratch_file("pid");
+    let path = path.to_str().unwrap().to_owned();
+    let before = common::Bystanders::submit(&pool, 0, 40);
+    let victim = pool.spawn(
+        (path.clone(), gate.port()),
+        |(path, port): (String, u16)| {
+            std::fs::write(&path, std::process::id().to_string()).unwrap();
+            gated(port)
+        },
+    );
+    let after = common::Bystanders::submit(&pool, 1000, 40);
+    gate.wait_started(1);
+    let pid: i32 = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    assert!(pool.worker_pids().contains(&(pid as u32)));
+    rustix::process::kill_process(Pid::from_raw(pid).unwrap(), Signal::KILL).unwrap();
+    assert_eq!(
+        common::join(victim),
+        Err(TaskError::WorkerLost(WorkerExit::Signal(9)))
+    );
+    before.check();
+    after.check();
+    common::assert_serves(&pool);
+    assert!(
+        !common::process_exists(pid as u32),
+        "the killed worker was not reaped"
+    );
+}

@@ -1,5 +1,5 @@
-//! After shutdown, every worker thread is gone. (One test in this file, so no other test's threads
-//! are counted.)
+//! After shutdown, every worker thread is gone and no descriptor is left open. (One test in this
+//! file, so no other test's threads are counted.)
 
 use polyexec_core::Executor;
 use polyexec_thread::ThreadPool;
@@ -28,11 +28,30 @@ fn assert_thread_count_settles(expected: usize, context: &str) {
     }
 }
 
+/// This process's open descriptors and what they point to.
+fn open_fds() -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc is mounted")
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                target.display()
+            )
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
 #[test]
 fn pools_leave_no_threads_behind() {
     // The timer reactor is one process-wide thread, started on first use and kept: start it now.
     polyexec_core::block_on(polyexec_core::sleep(std::time::Duration::from_millis(1)));
     let before = thread_count();
+    let fds_before = open_fds();
     for round in 0..20u64 {
         let pool = ThreadPool::builder().workers(4).build().expect("pool");
         assert_eq!(thread_count(), before + 4);
@@ -56,5 +75,6 @@ fn pools_leave_no_threads_behind() {
         }
         assert_thread_count_settles(before, &format!("round {round}"));
         drop(pool);
+        assert_eq!(open_fds(), fds_before, "round {round}: open descriptors");
     }
 }

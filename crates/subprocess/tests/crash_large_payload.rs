@@ -1,0 +1,126 @@
+//! Fault injection: a worker dies while a large payload (8 MiB, far more than a socket buffer
+//! holds) is half-way through the channel, in either direction. Nothing hangs: a writer blocked
+//! on the dead worker gets an error, a reader holding half a frame sees the end of the stream and
+//! drops it. The task whose worker died gets `WorkerLost`; a task whose input was still being
+//! written had not started, so it runs on the replacement and succeeds; every other task is
+//! unaffected.
+//!
+//! "Half-way" is made certain, not likely: the test waits until the sending thread is blocked in
+//! `sendmsg`/`sendto` (read from `/proc/.../syscall`) before it kills the worker.
+
+polyexec_subprocess::test_hook!();
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use polyexec_core::conformance::{Gate, gated};
+use polyexec_core::{Executor, TaskError, WorkerExit};
+use polyexec_subprocess::ProcessPool;
+use rustix::process::{Pid, Signal};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_bytes::ByteBuf;
+
+const BIG: usize = 8 << 20;
+
+#[test]
+fn worker_killed_while_a_large_input_is_being_written_to_it() {
+    // With a time limit (one that never fires here) every task announces its start, so the
+    // parent knows the blocked task below is running and not merely sent.
+    let pool = ProcessPool::builder()
+        .workers(1)
+        .task_timeout(Duration::from_secs(3600))
+        .build()
+        .expect("build a pool");
+    let pid = pool.worker_pids()[0];
+    let mut gate = Gate::new();
+    // An async task that blocks its worker's thread (a bug in user code, but a possible one):
+    // the parent sees a worker running no blocking task, so it sends it the large frame, which
+    // the worker never reads.
+    let stuck = pool.spawn_async(gate.port(), |port: u16| async move { gated(port) });
+    gate.wait_started(1);
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let (big, behind) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            tid_tx.send(common::current_tid()).unwrap();
+            // This thread writes the frame itself, and blocks once the socket buffer is full.
+            pool.spawn(ByteBuf::from(vec![7u8; BIG]), |bytes: ByteBuf| {
+                bytes.iter().map(|&b| u64::from(b)).sum::<u64>()
+            })
+        });
+        let tid = tid_rx.recv().unwrap();
+        common::wait_for("the large input to be half-way through the channel", || {
+            common::blocked_sending(std::process::id(), tid)
+        });
+        rustix::process::kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::KILL).unwrap();
+        let big = writer.join().expect("the writer panicked");
+        (big, common::Bystanders::submit(&pool, 0, 20))
+    });
+    assert_eq!(
+        common::join(stuck),
+        Err(TaskError::WorkerLost(WorkerExit::Signal(9)))
+    );
+    // Never started: sent again, whole, to the replacement.
+    assert_eq!(common::join(big), Ok(7 * BIG as u64));
+    behind.check();
+    common::assert_serves(&pool);
+    assert!(
+        !common::process_exists(pid),
+        "the killed worker was not reaped"
+    );
+}
+
+/// An output whose decoding in the parent blocks on a gate: it holds the pool's reader thread
+/// for its worker, so nothing the worker writes meanwhile is read.
+#[derive(Debug, PartialEq)]
+struct Sticky(u16);
+
+impl Serialize for Sticky {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sticky {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let port = u16::deserialize(d)?;
+        Ok(Sticky(gated(port)))
+    }
+}
+
+#[test]
+fn worker_dies_while_writing_a_large_output() {
+    let pool = common::pool(1);
+    let pid = pool.worker_pids()[0];
+    let mut gate = Gate::new();
+    let held = pool.spawn(gate.port(), Sticky);
+    let big = pool.spawn(BIG, |len: usize| {
+        // A watcher aborts this worker once its thread is blocked writing the output.
+        let (pid, tid) = (std::process::id(), common::current_tid());
+        std::thread::spawn(move || {
+            common::wait_for("the output to be half-way through the channel", || {
+                common::blocked_sending(pid, tid)
+            });
+            std::process::abort();
+        });
+        ByteBuf::from(vec![9u8; len])
+    });
+    let behind = common::Bystanders::submit(&pool, 0, 20);
+    // The reader thread is now stuck decoding `held`: the large output fills the channel and
+    // the worker blocks writing it, until its watcher aborts it.
+    gate.wait_started(1);
+    common::wait_for("the worker to die", || common::has_exited(pid));
+    gate.release();
+    assert_eq!(common::join(held), Ok(Sticky(gate.port())));
+    assert_eq!(
+        common::join(big),
+        Err(TaskError::WorkerLost(WorkerExit::Signal(6)))
+    );
+    behind.check();
+    common::assert_serves(&pool);
+    assert!(
+        !common::process_exists(pid),
+        "the dead worker was not reaped"
+    );
+}
