@@ -58,14 +58,9 @@ enum Inner<T> {
     /// shutdown does (a user's cancel never polls the task again).
     Local(FallibleTask<Result<T, TaskError>>),
     /// A task whose result another thread delivers through a [`Resolver`].
-    Remote(Remote<T>),
+    Remote(Arc<Shared<T>>),
     /// Resolved without waiting (or cancelled); `None` once the result has been taken.
     Done(Option<Result<T, TaskError>>),
-}
-
-struct Remote<T> {
-    shared: Arc<Shared<T>>,
-    canceller: Option<(Arc<dyn Cancel>, u64)>,
 }
 
 /// State shared by a [`Resolver`] and its handle.
@@ -77,6 +72,9 @@ struct Shared<T> {
     done: AtomicBool,
     value: Mutex<Option<Result<T, TaskError>>>,
     waker: AtomicWaker,
+    /// Told the task's id when the handle is cancelled (at most once: a cancelled handle is
+    /// `Done`). Kept here rather than in the handle, so that a handle is one pointer.
+    canceller: Option<(Arc<dyn Cancel>, u64)>,
 }
 
 impl<T> Shared<T> {
@@ -203,12 +201,13 @@ impl<T> TaskHandle<T> {
             done: AtomicBool::new(false),
             value: Mutex::new(None),
             waker: AtomicWaker::new(),
+            canceller,
         });
         let resolver = Resolver {
             shared: Some(Arc::clone(&shared)),
         };
         let handle = TaskHandle {
-            inner: Inner::Remote(Remote { shared, canceller }),
+            inner: Inner::Remote(shared),
         };
         (resolver, handle)
     }
@@ -270,7 +269,7 @@ impl<T> TaskHandle<T> {
     pub fn is_finished(&self) -> bool {
         match &self.inner {
             Inner::Local(task) => task.is_finished(),
-            Inner::Remote(remote) => remote.shared.done.load(Ordering::Acquire),
+            Inner::Remote(shared) => shared.done.load(Ordering::Acquire),
             Inner::Done(_) => true,
         }
     }
@@ -298,12 +297,12 @@ impl<T> TaskHandle<T> {
                 self.inner = Inner::Done(Some(Err(TaskError::Cancelled)));
                 true
             }
-            Inner::Remote(remote) => {
-                if remote.shared.done.load(Ordering::Acquire) {
+            Inner::Remote(shared) => {
+                if shared.done.load(Ordering::Acquire) {
                     return false;
                 }
-                if let Some((canceller, id)) = remote.canceller.take() {
-                    canceller.cancel(id);
+                if let Some((canceller, id)) = &shared.canceller {
+                    canceller.cancel(*id);
                 }
                 self.inner = Inner::Done(Some(Err(TaskError::Cancelled)));
                 true
@@ -339,15 +338,15 @@ impl<T> Future for TaskHandle<T> {
                     Poll::Ready(result.unwrap_or_else(|| Err(TaskError::ShutDown)))
                 }
             },
-            Inner::Remote(remote) => {
-                if let Some(result) = remote.shared.take() {
+            Inner::Remote(shared) => {
+                if let Some(result) = shared.take() {
                     this.inner = Inner::Done(None);
                     return Poll::Ready(result);
                 }
-                remote.shared.waker.register(cx.waker());
+                shared.waker.register(cx.waker());
                 // Checked again after registering: a resolver that finished in between has
                 // already called `wake` on the old (or no) waker.
-                match remote.shared.take() {
+                match shared.take() {
                     Some(result) => {
                         this.inner = Inner::Done(None);
                         Poll::Ready(result)

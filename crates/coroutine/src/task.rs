@@ -158,8 +158,8 @@ where
         Some(task) => task.await.unwrap_or(Err(TaskError::ShutDown)),
         // Only loop threads poll tasks outside of an immediate shutdown, and they all have a
         // local executor; be explicit rather than panic if that ever changes.
-        None => Err(TaskError::Transport(
-            "a local task was polled outside of its event loop".into(),
+        None => Err(TaskError::transport(
+            "a local task was polled outside of its event loop",
         )),
     }
 }

@@ -371,10 +371,10 @@ impl Channel {
 }
 
 fn too_large() -> TaskError {
-    TaskError::Codec {
-        stage: polyexec_core::CodecStage::EncodeOutput,
-        message: "the encoded output is larger than 4 GiB".into(),
-    }
+    TaskError::codec(
+        polyexec_core::CodecStage::EncodeOutput,
+        "the encoded output is larger than 4 GiB",
+    )
 }
 
 /// Longest a blocked write waits before the worker reads incoming frames and tries again.
@@ -491,7 +491,7 @@ fn run<'a>(
         }
         Kind::Init => chan.push_error(
             id,
-            &TaskError::Transport("an initializer is not a task".into()),
+            &TaskError::transport("an initializer is not a task"),
         ),
     }
 }
