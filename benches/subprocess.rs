@@ -334,20 +334,43 @@ fn cpu(c: &mut Criterion, k: &Contenders) {
     group.finish();
 }
 
+/// CPU time (user + system) this process has used so far, in seconds; `/proc/self/stat`
+/// counts in clock ticks (usually 10 ms), so only sums over many batches mean anything.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Per-call times of each contender, measured in alternating batches so that all see the same
-/// machine load: `times[k][batch]`.
-fn interleaved(batches: usize, n: u32, contenders: &mut [&mut dyn FnMut()]) -> Vec<Vec<f64>> {
+/// machine load: `times[k][batch]`; and this process's CPU seconds per call for each.
+fn interleaved(
+    batches: usize,
+    n: u32,
+    contenders: &mut [&mut dyn FnMut()],
+) -> (Vec<Vec<f64>>, Vec<f64>) {
     let mut times = vec![Vec::with_capacity(batches); contenders.len()];
+    let mut cpu = vec![0.0; contenders.len()];
     for _ in 0..batches {
         for (k, f) in contenders.iter_mut().enumerate() {
+            let cpu_start = cpu_seconds();
             let start = Instant::now();
             for _ in 0..n {
                 f();
             }
             times[k].push(start.elapsed().as_secs_f64() / f64::from(n));
+            cpu[k] += cpu_seconds() - cpu_start;
         }
     }
-    times
+    let calls = batches as f64 * f64::from(n);
+    (times, cpu.into_iter().map(|c| c / calls).collect())
 }
 
 fn interleaved_round_trips(k: &Contenders) {
@@ -361,7 +384,7 @@ fn interleaved_round_trips(k: &Contenders) {
         k.one.spawn(1u64, |x: u64| x + 1).join().unwrap();
         k.ps_one.spawn(1u64, |x: u64| x + 1).join().unwrap();
     }
-    let times = interleaved(
+    let (times, cpu) = interleaved(
         batches,
         n,
         &mut [
@@ -379,12 +402,16 @@ fn interleaved_round_trips(k: &Contenders) {
     let names = ["ipc_channel_raw", "polyexec", "procspawn_pool"];
     let mut out = serde_json::Map::new();
     let mut line = String::from("summary: round trip, alternating batches:");
-    for (name, t) in names.iter().zip(&times) {
+    for ((name, t), cpu) in names.iter().zip(&times).zip(&cpu) {
         let mut ratios: Vec<f64> = t.iter().zip(&times[0]).map(|(a, b)| a / b).collect();
         let (ratio, q1, q3) = common::median_quartiles(&mut ratios);
         let mut sorted = t.clone();
         let (median, _, _) = common::median_quartiles(&mut sorted);
-        line += &format!(" {name} {:.2} us ({ratio:.2}x);", median * 1e6);
+        line += &format!(
+            " {name} {:.2} us ({ratio:.2}x, this process's CPU {:.1} us per call);",
+            median * 1e6,
+            cpu * 1e6
+        );
         out.insert(
             (*name).into(),
             serde_json::json!({
@@ -393,6 +420,7 @@ fn interleaved_round_trips(k: &Contenders) {
                 "ratio_median": ratio,
                 "ratio_q1": q1,
                 "ratio_q3": q3,
+                "parent_cpu_s_per_call": cpu,
             }),
         );
     }

@@ -39,6 +39,7 @@ mod handle;
 mod inline;
 mod join;
 mod map;
+mod spin;
 mod task;
 mod time;
 
