@@ -407,8 +407,17 @@ mod tests {
     /// Every submitted task's handle is moved into the caller's collections: keep it small.
     #[test]
     fn a_handle_is_small() {
-        eprintln!("TaskHandle<u64>: {}", std::mem::size_of::<TaskHandle<u64>>());
-        eprintln!("TaskHandle<String>: {}", std::mem::size_of::<TaskHandle<String>>());
-        eprintln!("Result<u64,TaskError>: {}", std::mem::size_of::<Result<u64, TaskError>>());
+        eprintln!(
+            "TaskHandle<u64>: {}",
+            std::mem::size_of::<TaskHandle<u64>>()
+        );
+        eprintln!(
+            "TaskHandle<String>: {}",
+            std::mem::size_of::<TaskHandle<String>>()
+        );
+        eprintln!(
+            "Result<u64,TaskError>: {}",
+            std::mem::size_of::<Result<u64, TaskError>>()
+        );
     }
 }

@@ -489,9 +489,6 @@ fn run<'a>(
             });
             chan.live.borrow_mut().insert(id, task);
         }
-        Kind::Init => chan.push_error(
-            id,
-            &TaskError::transport("an initializer is not a task"),
-        ),
+        Kind::Init => chan.push_error(id, &TaskError::transport("an initializer is not a task")),
     }
 }
