@@ -234,8 +234,12 @@ impl<T> TaskHandle<T> {
             if !shared.done.load(Ordering::Acquire) && !block::is_event_loop_thread() {
                 // A result from another process usually arrives within microseconds of the
                 // call: wait for it awake, briefly, rather than park and make the resolving
-                // thread pay for waking this one (see `spin::wait`).
-                spin::wait(&shared.done);
+                // thread pay for waking this one (see the `spin` module).
+                let start = Instant::now();
+                spin::wait(&shared.done, start);
+                let result = block::block_on(self);
+                spin::learn(start.elapsed());
+                return result;
             }
         }
         block::block_on(self)

@@ -8,9 +8,12 @@
 //! threads that produce the result (the worker process, the reader thread) are never kept from
 //! running by the waiting one, even on two cores.
 //!
-//! The wait is bounded ([`MAX`]) and adaptive, per thread: a wait that ends with the result
-//! doubles this thread's budget (up to [`MAX`]); one that runs out halves it (down to [`MIN`]),
-//! so a thread that joins long tasks soon spends almost nothing waiting awake.
+//! The wait is bounded ([`MAX`]) and adaptive, per thread, on how long joins have actually been
+//! taking: a join whose result came within [`MAX`] of the call (awake or after parking) restores
+//! this thread's budget to [`MAX`], since results that come this fast are worth waiting for
+//! awake; a slower one halves it, down to [`MIN`]. A thread that joins long tasks thus soon
+//! spends almost nothing waiting awake, and one that turns back to short tasks gets the full
+//! budget again after a single join.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,64 +29,81 @@ thread_local! {
     static BUDGET: Cell<u64> = const { Cell::new(MAX.as_nanos() as u64) };
 }
 
-/// Waits, awake, until `done` is set or this thread's budget runs out; `true` if it was set.
-pub(crate) fn wait(done: &AtomicBool) -> bool {
+/// Waits, awake, until `done` is set or this thread's budget runs out, counting from `start`;
+/// `true` if it was set.
+pub(crate) fn wait(done: &AtomicBool, start: Instant) -> bool {
     let Ok(budget) = BUDGET.try_with(Cell::get) else {
         return done.load(Ordering::Acquire);
     };
-    let start = Instant::now();
     let limit = Duration::from_nanos(budget);
     let mut polls = 0u32;
-    let arrived = loop {
+    loop {
         if done.load(Ordering::Acquire) {
-            break true;
+            return true;
         }
         polls += 1;
         if polls % 8 == 0 {
             // Reading the clock costs ~20 ns: not on every poll.
             if start.elapsed() >= limit {
-                break false;
+                return false;
             }
             // Let the threads that produce the result run if they share this processor.
             std::thread::yield_now();
         } else {
             std::hint::spin_loop();
         }
-    };
-    let next = if arrived {
-        budget.saturating_mul(2).min(MAX.as_nanos() as u64)
-    } else {
-        (budget / 2).max(MIN.as_nanos() as u64)
-    };
-    let _ = BUDGET.try_with(|b| b.set(next));
-    arrived
+    }
+}
+
+/// Adapts this thread's budget to a join that took `waited` in all (see the module's
+/// documentation).
+pub(crate) fn learn(waited: Duration) {
+    let _ = BUDGET.try_with(|budget| {
+        budget.set(if waited <= MAX {
+            MAX.as_nanos() as u64
+        } else {
+            (budget.get() / 2).max(MIN.as_nanos() as u64)
+        })
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn returns_at_once_when_done() {
-        assert!(wait(&AtomicBool::new(true)));
+    fn budget() -> u64 {
+        BUDGET.with(Cell::get)
     }
 
     #[test]
-    fn gives_up_within_the_bound_and_adapts() {
+    fn returns_at_once_when_done() {
+        assert!(wait(&AtomicBool::new(true), Instant::now()));
+    }
+
+    #[test]
+    fn gives_up_within_the_bound() {
         let never = AtomicBool::new(false);
         let start = Instant::now();
-        assert!(!wait(&never));
+        assert!(!wait(&never, start));
         // The bound plus a scheduler's time slice of slack on a loaded machine.
         assert!(start.elapsed() < Duration::from_millis(100));
-        let after_one = BUDGET.with(Cell::get);
-        assert!(after_one < MAX.as_nanos() as u64);
+    }
+
+    #[test]
+    fn slow_joins_shrink_the_budget_and_one_fast_join_restores_it() {
+        assert_eq!(budget(), MAX.as_nanos() as u64);
+        learn(Duration::from_millis(5));
+        assert_eq!(budget(), MAX.as_nanos() as u64 / 2);
         for _ in 0..20 {
-            assert!(!wait(&never));
+            learn(Duration::from_millis(5));
         }
-        assert_eq!(BUDGET.with(Cell::get), MIN.as_nanos() as u64);
-        // A success grows it again.
-        assert!(wait(&AtomicBool::new(true)));
-        assert_eq!(BUDGET.with(Cell::get), 2 * MIN.as_nanos() as u64);
+        assert_eq!(budget(), MIN.as_nanos() as u64);
+        // Waiting with the smallest budget gives up after about `MIN`.
+        let never = AtomicBool::new(false);
+        let start = Instant::now();
+        assert!(!wait(&never, start));
+        learn(Duration::from_micros(10));
+        assert_eq!(budget(), MAX.as_nanos() as u64);
     }
 
     #[test]
@@ -94,6 +114,6 @@ mod tests {
             std::thread::spawn(move || done.store(true, Ordering::Release))
         };
         setter.join().unwrap();
-        assert!(wait(&done));
+        assert!(wait(&done, Instant::now()));
     }
 }
