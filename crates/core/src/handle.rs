@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -74,8 +74,10 @@ struct Shared<T> {
     value: Mutex<Option<Result<T, TaskError>>>,
     waker: AtomicWaker,
     /// Told the task's id when the handle is cancelled (at most once: a cancelled handle is
-    /// `Done`). Kept here rather than in the handle, so that a handle is one pointer.
-    canceller: Option<(Arc<dyn Cancel>, u64)>,
+    /// `Done`). Kept here rather than in the handle, so that a handle is one pointer; weak, so
+    /// that a pending task's resolver, which the backend holds, does not keep the backend alive
+    /// through this (a backend that is gone has nothing left to cancel).
+    canceller: Option<(Weak<dyn Cancel>, u64)>,
 }
 
 impl<T> Shared<T> {
@@ -196,13 +198,14 @@ impl<T> TaskHandle<T> {
     /// A handle resolved from another thread through the returned [`Resolver`].
     ///
     /// For backend implementors whose results arrive out of band (for example from another
-    /// process). `canceller` is told the task's id when the user cancels the handle.
+    /// process). `canceller` is told the task's id when the user cancels the handle, if it is
+    /// still alive then: the handle keeps only a weak reference to it.
     pub fn remote(canceller: Option<(Arc<dyn Cancel>, u64)>) -> (Resolver<T>, Self) {
         let shared = Arc::new(Shared {
             done: AtomicBool::new(false),
             value: Mutex::new(None),
             waker: AtomicWaker::new(),
-            canceller,
+            canceller: canceller.map(|(canceller, id)| (Arc::downgrade(&canceller), id)),
         });
         let resolver = Resolver {
             shared: Some(Arc::clone(&shared)),
@@ -315,7 +318,10 @@ impl<T> TaskHandle<T> {
                     return false;
                 }
                 if let Some((canceller, id)) = &shared.canceller {
-                    canceller.cancel(*id);
+                    // A backend that is gone has resolved (or dropped) its tasks already.
+                    if let Some(canceller) = canceller.upgrade() {
+                        canceller.cancel(*id);
+                    }
                 }
                 self.inner = Inner::Done(Some(Err(TaskError::Cancelled)));
                 true
