@@ -1,7 +1,8 @@
 //! Coroutine backend: spawn + await ratios against raw async-executor (and tokio's
 //! current-thread runtime), measured interleaved so that a noisy machine blurs them less.
 //!
-//! Contenders: `raw` (async-executor, `Task<u64>`), `raw+handle` (async-executor with
+//! Contenders: `raw` (async-executor, `Task<u64>`), `raw+result` (async-executor's own
+//! `Task<Result<u64, TaskError>>`: polyexec's output type without its handle), `raw+handle` (async-executor with
 //! polyexec's handle and output type, `TaskHandle<u64>` over `Result<u64, TaskError>`: what the
 //! portable handle costs by itself), `async` and `blocking` (the `EventLoop`'s `spawn_async` and
 //! `spawn`), `tokio` (current-thread runtime).
@@ -146,6 +147,15 @@ impl Contenders {
     /// One task on the executor thread submits all, then awaits each: no cross-thread wake-up.
     fn on_loop(&self, which: &str, n: u64) {
         match which {
+            "raw+result" => {
+                let ex = self.raw;
+                block_on(ex.spawn(async move {
+                    let tasks: Vec<_> = (0..n).map(|i| ex.spawn(async move { ok(i) })).collect();
+                    for t in tasks {
+                        black_box(t.await.expect("task"));
+                    }
+                }));
+            }
             "raw+handle" => {
                 let ex = self.raw;
                 block_on(ex.spawn(async move {
@@ -251,9 +261,17 @@ fn main() {
         let rounds = if common::quick() { 40 } else { 150 };
         let mut json = serde_json::Map::new();
         let names: &[&str] = &["raw", "raw+handle", "async", "blocking", "tokio"];
+        let loop_names: &[&str] = &[
+            "raw",
+            "raw+result",
+            "raw+handle",
+            "async",
+            "blocking",
+            "tokio",
+        ];
         let batch_names: &[&str] = &["raw", "spawn_all", "map"];
         for (shape, key, label, names) in [
-            (0, "on_the_loop", "on the loop", names),
+            (0, "on_the_loop", "on the loop", loop_names),
             (1, "cross_thread", "submit from another thread", names),
             (
                 2,

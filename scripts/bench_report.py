@@ -225,11 +225,13 @@ def build(report, results):
     # ---------------- coroutine
     C = "coroutine"
     ratio = load_json(os.path.join(results, "coroutine_ratio.json")) or {}
-    names = {"raw": "raw async-executor (baseline)", "raw+handle": "raw + polyexec handle",
+    names = {"raw": "raw async-executor (baseline)",
+             "raw+result": "raw, output `Result<u64, TaskError>`",
+             "raw+handle": "raw + polyexec handle",
              "async": "`EventLoop::spawn_async`", "blocking": "`EventLoop::spawn`",
              "tokio": "tokio current_thread", "spawn_all": "`EventLoop::spawn_all`",
              "map": "`EventLoop::map` (chunk 64)"}
-    kinds = {"raw+handle": "polyexec", "async": "polyexec", "blocking": "polyexec",
+    kinds = {"raw+result": "polyexec", "raw+handle": "polyexec", "async": "polyexec", "blocking": "polyexec",
              "tokio": "peer", "spawn_all": "polyexec", "map": "polyexec"}
     shapes = {"on_the_loop": "spawn + await on the loop, interleaved rounds",
               "cross_thread": "submit all from another thread, then join, interleaved rounds",
