@@ -3,8 +3,8 @@
 # the interleaved ratio and sleep programs, and Python's concurrent.futures/asyncio), then writes
 # docs/benchmarks.md and docs/benchmarks.svg from the results.
 #
-#   scripts/bench.sh           # full run, about 25 minutes on 2 cores
-#   scripts/bench.sh --quick   # shorter measurements, a few minutes; same page, wider spreads
+#   scripts/bench.sh           # full run, about 15 minutes on 2 cores
+#   scripts/bench.sh --quick   # shorter measurements, about 5 minutes; same page, wider spreads
 #
 # Not run by CI: numbers from a shared machine are for people to read. Everything is reported as
 # ratios to a baseline measured in the same run. Results: target/criterion (criterion's own),
