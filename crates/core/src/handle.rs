@@ -221,6 +221,12 @@ impl<T> TaskHandle<T> {
 
     /// Blocks the current thread until the task resolves.
     ///
+    /// For a task whose result another thread delivers (the subprocess backend), the thread
+    /// first waits awake for a short while (at most 40 µs, yielding the processor between checks)
+    /// before it parks, because such results usually arrive within microseconds and a parked
+    /// thread costs a wake-up on each side. The wait adapts per thread: after joins that take
+    /// longer it shrinks to 2 µs, and one quick join restores it.
+    ///
     /// # Panics
     ///
     /// On an event-loop thread (inside a task of the coroutine backend), if the task has not
