@@ -60,8 +60,9 @@ enum Inner<T> {
     Local(FallibleTask<Result<T, TaskError>>),
     /// A task whose result another thread delivers through a [`Resolver`].
     Remote(Arc<Shared<T>>),
-    /// Resolved without waiting (or cancelled); `None` once the result has been taken.
-    Done(Option<Result<T, TaskError>>),
+    /// Resolved without waiting (refused at submission, or cancelled). Boxed: these paths are
+    /// rare, and a handle without an inline result is two words, whatever `T` is.
+    Done(Box<Result<T, TaskError>>),
     /// The result has been delivered. (A variant of its own rather than `Done(None)`: setting
     /// it on the hot path writes a tag, not a whole `Option<Result<T, TaskError>>`.)
     Taken,
@@ -194,7 +195,7 @@ impl<T> TaskHandle<T> {
     /// ```
     pub fn ready(result: Result<T, TaskError>) -> Self {
         TaskHandle {
-            inner: Inner::Done(Some(result)),
+            inner: Inner::Done(Box::new(result)),
         }
     }
 
@@ -319,7 +320,7 @@ impl<T> TaskHandle<T> {
                 }
                 // Dropping an `async-task` handle cancels the task: a scheduled one is never
                 // polled again, a running one is dropped when its current poll returns.
-                self.inner = Inner::Done(Some(Err(TaskError::Cancelled)));
+                self.inner = Inner::Done(Box::new(Err(TaskError::Cancelled)));
                 true
             }
             Inner::Remote(shared) => {
@@ -332,7 +333,7 @@ impl<T> TaskHandle<T> {
                         canceller.cancel(*id);
                     }
                 }
-                self.inner = Inner::Done(Some(Err(TaskError::Cancelled)));
+                self.inner = Inner::Done(Box::new(Err(TaskError::Cancelled)));
                 true
             }
             Inner::Done(_) | Inner::Taken => false,
@@ -401,13 +402,10 @@ impl<T> TaskHandle<T> {
                     None => Poll::Pending,
                 }
             }
-            Inner::Done(result) => {
-                let result = result
-                    .take()
-                    .expect("TaskHandle polled after it returned its result");
-                this.inner = Inner::Taken;
-                Poll::Ready(result)
-            }
+            Inner::Done(_) => match std::mem::replace(&mut this.inner, Inner::Taken) {
+                Inner::Done(result) => Poll::Ready(*result),
+                _ => unreachable!("matched above"),
+            },
             Inner::Taken => panic!("TaskHandle polled after it returned its result"),
         }
     }
@@ -433,7 +431,7 @@ impl<T> Drop for TaskHandle<T> {
 impl<T> fmt::Debug for TaskHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.inner {
-            Inner::Done(None) | Inner::Taken => "taken",
+            Inner::Taken => "taken",
             _ if self.is_finished() => "finished",
             _ => "pending",
         };
@@ -445,10 +443,24 @@ impl<T> fmt::Debug for TaskHandle<T> {
 mod tests {
     use super::*;
 
-    /// Every submitted task's handle is moved into the caller's collections: keep it small.
+    /// Every submitted task's handle is moved into the caller's collections: keep it small,
+    /// whatever the output type (an inline result would make it as large as `T`).
     #[test]
-    fn a_handle_is_small() {
-        assert!(std::mem::size_of::<TaskHandle<u64>>() <= 24);
-        assert!(std::mem::size_of::<TaskHandle<String>>() <= 32);
+    fn a_handle_is_two_words() {
+        assert_eq!(std::mem::size_of::<TaskHandle<u64>>(), 16);
+        assert_eq!(std::mem::size_of::<TaskHandle<String>>(), 16);
+        assert_eq!(std::mem::size_of::<TaskHandle<[u8; 1024]>>(), 16);
+    }
+
+    #[test]
+    fn ready_and_cancelled_handles_deliver_once() {
+        let mut h = TaskHandle::<u8>::ready(Ok(3));
+        assert!(h.is_finished());
+        assert!(!h.cancel());
+        assert_eq!(h.join(), Ok(3));
+        let (_resolver, mut h) = TaskHandle::<u8>::remote(None);
+        assert!(h.cancel());
+        assert!(!h.cancel());
+        assert_eq!(h.join(), Err(TaskError::Cancelled));
     }
 }
