@@ -9,6 +9,12 @@
 //! executor until the bench ends); the bench thread submits all tasks, then waits for each
 //! result with the same blocking `block_on`. Tasks are trivial (`x + 1`), so this measures the
 //! executor's own cost per task.
+//!
+//! Also: lockstep (spawn one task, wait for it, repeat, from the bench thread), batch
+//! submission and `map` with chunking, and a CPU kernel's speedup over serial on a loop of two
+//! threads (blocking tasks; the coroutine model is not for CPU work, this shows what it costs).
+
+mod common;
 
 use std::future::Future;
 use std::hint::black_box;
@@ -224,5 +230,64 @@ fn on_the_loop(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, submit_all_then_await_all, on_the_loop, batch);
+/// Spawn one task from the bench thread, wait for it, repeat: a cross-thread wake-up each way
+/// per task.
+fn lockstep(c: &mut Criterion) {
+    let event_loop = EventLoop::builder().threads(1).build().expect("event loop");
+    let (ex, _raw_driver) = raw_async_executor();
+    let (tokio, _tokio_driver) = tokio_current_thread();
+    let mut group = c.benchmark_group("coroutine/lockstep");
+    group.bench_function("async_executor_raw", |b| {
+        b.iter(|| block_on(ex.spawn(async move { black_box(1u64) + 1 })))
+    });
+    group.bench_function("polyexec_spawn_async", |b| {
+        b.iter(|| {
+            block_on(event_loop.spawn_async(black_box(1u64), |x: u64| async move { x + 1 }))
+                .expect("task")
+        })
+    });
+    group.bench_function("polyexec_spawn", |b| {
+        b.iter(|| block_on(event_loop.spawn(black_box(1u64), |x: u64| x + 1)).expect("task"))
+    });
+    group.bench_function("tokio_current_thread", |b| {
+        b.iter(|| block_on(tokio.spawn(async move { black_box(1u64) + 1 })).expect("task"))
+    });
+    group.finish();
+}
+
+/// The CPU kernel over 16 chunks: serially on the bench thread, and as blocking tasks (`map`,
+/// one chunk per task) on a loop of two threads.
+fn cpu(c: &mut Criterion) {
+    let event_loop = EventLoop::builder().threads(2).build().expect("event loop");
+    let chunks = common::kernel_chunks(if common::quick() { 400_000 } else { 1_000_000 }, 16);
+    let mut group = c.benchmark_group("coroutine/cpu");
+    group.sample_size(10);
+    group.bench_function("serial", |b| {
+        b.iter(|| {
+            chunks
+                .iter()
+                .map(|&c| common::count_primes(black_box(c)))
+                .sum::<u64>()
+        })
+    });
+    group.bench_function("polyexec_2_threads", |b| {
+        b.iter(|| {
+            let options = polyexec::MapOptions::new().chunk_size(1);
+            event_loop
+                .map_with(chunks.iter().copied(), common::count_primes, options)
+                .map(|r| r.expect("task"))
+                .sum::<u64>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    submit_all_then_await_all,
+    on_the_loop,
+    lockstep,
+    batch,
+    cpu
+);
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! Coroutine backend: spawn + await ratios against raw async-executor (and tokio's
 //! current-thread runtime), measured interleaved so that a noisy machine blurs them less.
 //!
-//! Contenders: `raw` (async-executor, `Task<u64>`), `raw+handle` (async-executor with
+//! Contenders: `raw` (async-executor, `Task<u64>`), `raw+result` (async-executor's own
+//! `Task<Result<u64, TaskError>>`: polyexec's output type without its handle), `raw+handle` (async-executor with
 //! polyexec's handle and output type, `TaskHandle<u64>` over `Result<u64, TaskError>`: what the
 //! portable handle costs by itself), `async` and `blocking` (the `EventLoop`'s `spawn_async` and
 //! `spawn`), `tokio` (current-thread runtime).
@@ -29,6 +30,11 @@
 //! ```
 //!
 //! Instructions per task = (count at 50 rounds − count at 0 rounds) / 50,000.
+//!
+//! The ratios are also written to `target/polyexec-bench/coroutine_ratio.json` for
+//! `scripts/bench.sh`.
+
+mod common;
 
 use std::future::Future;
 use std::hint::black_box;
@@ -41,7 +47,6 @@ use polyexec::coroutine::EventLoop;
 use polyexec_core::{TaskError, TaskHandle, block_on};
 
 const TASKS: u64 = 10_000;
-const ROUNDS: usize = 150;
 
 type RawExecutor = &'static async_executor::Executor<'static>;
 
@@ -142,6 +147,15 @@ impl Contenders {
     /// One task on the executor thread submits all, then awaits each: no cross-thread wake-up.
     fn on_loop(&self, which: &str, n: u64) {
         match which {
+            "raw+result" => {
+                let ex = self.raw;
+                block_on(ex.spawn(async move {
+                    let tasks: Vec<_> = (0..n).map(|i| ex.spawn(async move { ok(i) })).collect();
+                    for t in tasks {
+                        black_box(t.await.expect("task"));
+                    }
+                }));
+            }
             "raw+handle" => {
                 let ex = self.raw;
                 block_on(ex.spawn(async move {
@@ -244,19 +258,30 @@ fn main() {
             contenders.on_loop(which, 1_000);
         }
     } else {
+        let rounds = if common::quick() { 40 } else { 150 };
+        let mut json = serde_json::Map::new();
         let names: &[&str] = &["raw", "raw+handle", "async", "blocking", "tokio"];
+        let loop_names: &[&str] = &[
+            "raw",
+            "raw+result",
+            "raw+handle",
+            "async",
+            "blocking",
+            "tokio",
+        ];
         let batch_names: &[&str] = &["raw", "spawn_all", "map"];
-        for (shape, label, names) in [
-            (0, "on the loop", names),
-            (1, "submit from another thread", names),
+        for (shape, key, label, names) in [
+            (0, "on_the_loop", "on the loop", loop_names),
+            (1, "cross_thread", "submit from another thread", names),
             (
                 2,
+                "batch",
                 "batch from another thread (raw = spawn_many)",
                 batch_names,
             ),
         ] {
             let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
-            for round in 0..=ROUNDS {
+            for round in 0..=rounds {
                 for (k, which) in names.iter().enumerate() {
                     let start = Instant::now();
                     match shape {
@@ -270,7 +295,8 @@ fn main() {
                     }
                 }
             }
-            println!("{label}: {TASKS} tasks per round, {ROUNDS} rounds, contenders interleaved");
+            println!("{label}: {TASKS} tasks per round, {rounds} rounds, contenders interleaved");
+            let mut shape_json = serde_json::Map::new();
             for (k, which) in names.iter().enumerate() {
                 let mut ratios: Vec<f64> = times[k]
                     .iter()
@@ -281,16 +307,31 @@ fn main() {
                 let best = times[k].iter().copied().fold(f64::INFINITY, f64::min);
                 let best_raw = times[0].iter().copied().fold(f64::INFINITY, f64::min);
                 let per_task = Duration::from_secs_f64(best / TASKS as f64);
+                let ratio_median = median(&mut ratios);
+                shape_json.insert(
+                    (*which).into(),
+                    serde_json::json!({
+                        "best_s_per_task": best / TASKS as f64,
+                        "ratio_of_bests": best / best_raw,
+                        "ratio_median": ratio_median,
+                        "ratio_q1": q1,
+                        "ratio_q3": q3,
+                    }),
+                );
                 println!(
                     "  {which:<10} best {:>5.0} ns/task, ratio of bests {:.2}x; per-round ratio median {:.2}x (quartiles {:.2}-{:.2})",
                     per_task.as_nanos(),
                     best / best_raw,
-                    median(&mut ratios),
+                    ratio_median,
                     q1,
                     q3
                 );
             }
+            json.insert(key.into(), shape_json.into());
         }
+        json.insert("tasks_per_round".into(), TASKS.into());
+        json.insert("rounds".into(), rounds.into());
+        common::write_json("coroutine_ratio", &json.into());
     }
     drop(stop_raw);
     drop(stop_tokio);

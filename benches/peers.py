@@ -47,6 +47,11 @@ def kernel(bounds):
     return count
 
 
+def kernel_chunks():
+    limit = 20_000 if QUICK else 200_000
+    return [(i, i + limit // 16) for i in range(0, limit, limit // 16)]
+
+
 def median_time(fn):
     samples = []
     for _ in range(REPEATS):
@@ -80,6 +85,33 @@ async def async_submit_all(n):
     await asyncio.gather(*tasks)
 
 
+async def async_lockstep(n):
+    for i in range(n):
+        await asyncio.ensure_future(async_trivial(i))
+
+
+def echo(payload):
+    return payload
+
+
+def payload_round_trips(pool):
+    """Seconds per round trip of a bytes payload through a worker process, there and back."""
+    out = {}
+    for name, size in [("64B", 64), ("64KiB", 64 << 10), ("1MiB", 1 << 20), ("16MiB", 16 << 20)]:
+        payload = bytes([0xA5]) * size
+        n = 5 if size >= 1 << 20 else 200
+        if QUICK:
+            n = max(2, n // 4)
+
+        def run():
+            for _ in range(n):
+                pool.submit(echo, payload).result()
+
+        t = median_time(run)
+        out[name] = {k: v / n for k, v in t.items()}
+    return out
+
+
 async def sleepers(n):
     await asyncio.gather(*(asyncio.sleep(SLEEP_S) for _ in range(n)))
 
@@ -111,6 +143,13 @@ def main():
         out["thread_pool_lockstep"] = dict(
             tasks=LOCKSTEP, **median_time(lambda: lockstep(pool, LOCKSTEP))
         )
+        out["thread_pool_map"] = dict(
+            tasks=TASKS, **median_time(lambda: list(pool.map(trivial, range(TASKS))))
+        )
+        chunks = kernel_chunks()
+        serial = median_time(lambda: [kernel(c) for c in chunks])["median_s"]
+        threaded = median_time(lambda: list(pool.map(kernel, chunks)))["median_s"]
+        out["thread_pool_cpu_speedup"] = serial / threaded
 
     start = time.perf_counter()
     with cf.ProcessPoolExecutor(WORKERS) as pool:
@@ -126,14 +165,17 @@ def main():
             tasks=MAP_TASKS,
             **median_time(lambda: list(pool.map(trivial, range(MAP_TASKS), chunksize=256))),
         )
-        limit = 20_000 if QUICK else 200_000
-        chunks = [(i, i + limit // 16) for i in range(0, limit, limit // 16)]
+        out["process_pool_payload"] = payload_round_trips(pool)
+        chunks = kernel_chunks()
         serial = median_time(lambda: [kernel(c) for c in chunks])["median_s"]
         parallel = median_time(lambda: list(pool.map(kernel, chunks)))["median_s"]
         out["process_pool_cpu_speedup"] = serial / parallel
 
     out["asyncio_submit_all"] = dict(
         tasks=TASKS, **median_time(lambda: asyncio.run(async_submit_all(TASKS)))
+    )
+    out["asyncio_lockstep"] = dict(
+        tasks=LOCKSTEP, **median_time(lambda: asyncio.run(async_lockstep(LOCKSTEP)))
     )
     start = time.perf_counter()
     asyncio.run(sleepers(SLEEPERS))

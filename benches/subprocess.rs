@@ -1,34 +1,74 @@
-//! The subprocess backend against a raw ipc-channel round trip, measured in the same run.
+//! The subprocess backend beside a raw ipc-channel round trip between two processes (the
+//! baseline) and procspawn's process pool (a peer), measured in the same run.
 //!
 //! ```text
 //! cargo bench --bench subprocess --features subprocess
 //! ```
 //!
-//! Measures: a warm round trip of a trivial task vs. a raw ipc-channel round trip between two
-//! warm processes (and their ratio); trivial tasks per second on one worker when submitted all at
-//! once; `map` with batching on two workers; worker start; a 1 MiB byte payload round trip.
-//! The numbers are recorded in docs/benchmarks.md.
+//! Shapes: a warm round trip of a trivial task (lockstep); trivial tasks submitted all at once,
+//! then joined; `map` with batching on two workers; byte payloads of 64 B, 64 KiB, 1 MiB and
+//! 16 MiB there and back (`serde_bytes::ByteBuf`); worker start; a CPU kernel's speedup over
+//! serial on two workers. After criterion's groups, the three round trips are measured again in
+//! alternating batches (each batch sees the same machine load) and written to
+//! `target/polyexec-bench/subprocess_interleaved.json` for `scripts/bench.sh`.
+//!
+//! This binary is four programs: the bench, polyexec's workers (`polyexec::init()`), procspawn's
+//! workers (`procspawn::init()`, which serves and exits when procspawn started this process) and
+//! the raw ipc-channel echo peer (`POLYEXEC_BENCH_IPC_ECHO`). Each hook returns at once in a
+//! process that is not its own, so their order does not matter; each re-executes this binary.
+
+mod common;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput};
-use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
-use polyexec::Executor;
+use criterion::{BenchmarkId, Criterion, Throughput};
+use ipc_channel::ipc::{
+    self, IpcBytesReceiver, IpcBytesSender, IpcOneShotServer, IpcReceiver, IpcSender,
+};
 use polyexec::subprocess::ProcessPool;
+use polyexec::{Executor, MapOptions};
 use serde_bytes::ByteBuf;
 
 /// Set in the baseline's echo process: the name of the parent's one-shot server.
 const ECHO_ENV: &str = "POLYEXEC_BENCH_IPC_ECHO";
 
-type Bootstrap = (IpcSender<u64>, IpcReceiver<u64>);
+/// Requests in flight in the pipelined raw baseline: polyexec's default pipeline depth.
+const WINDOW: usize = 32;
 
-/// The baseline's other process: echoes every number back, until the parent goes away.
+/// The payload sizes of the payload shape.
+const PAYLOADS: [(&str, usize); 4] = [
+    ("64B", 64),
+    ("64KiB", 64 << 10),
+    ("1MiB", 1 << 20),
+    ("16MiB", 16 << 20),
+];
+
+type Bootstrap = (
+    IpcSender<u64>,
+    IpcReceiver<u64>,
+    IpcBytesSender,
+    IpcBytesReceiver,
+);
+
+/// The baseline's other process: echoes every number and every byte message back, until the
+/// parent goes away.
 fn ipc_echo(server: String) -> ! {
     let to_parent: IpcSender<Bootstrap> = IpcSender::connect(server).expect("connect");
     let (request_tx, request_rx) = ipc::channel::<u64>().expect("channel");
     let (reply_tx, reply_rx) = ipc::channel::<u64>().expect("channel");
-    to_parent.send((request_tx, reply_rx)).expect("bootstrap");
+    let (bytes_tx, bytes_rx) = ipc::bytes_channel().expect("channel");
+    let (bytes_reply_tx, bytes_reply_rx) = ipc::bytes_channel().expect("channel");
+    to_parent
+        .send((request_tx, reply_rx, bytes_tx, bytes_reply_rx))
+        .expect("bootstrap");
+    std::thread::spawn(move || {
+        while let Ok(bytes) = bytes_rx.recv() {
+            if bytes_reply_tx.send(&bytes).is_err() {
+                break;
+            }
+        }
+    });
     while let Ok(x) = request_rx.recv() {
         if reply_tx.send(x).is_err() {
             break;
@@ -42,6 +82,8 @@ struct IpcPeer {
     child: std::process::Child,
     tx: IpcSender<u64>,
     rx: IpcReceiver<u64>,
+    bytes_tx: IpcBytesSender,
+    bytes_rx: IpcBytesReceiver,
 }
 
 impl IpcPeer {
@@ -51,13 +93,40 @@ impl IpcPeer {
             .env(ECHO_ENV, name)
             .spawn()
             .expect("start the echo process");
-        let (_, (tx, rx)) = server.accept().expect("accept");
-        IpcPeer { child, tx, rx }
+        let (_, (tx, rx, bytes_tx, bytes_rx)) = server.accept().expect("accept");
+        IpcPeer {
+            child,
+            tx,
+            rx,
+            bytes_tx,
+            bytes_rx,
+        }
     }
 
     fn round_trip(&self, x: u64) -> u64 {
         self.tx.send(x).expect("send");
         self.rx.recv().expect("recv")
+    }
+
+    /// `n` numbers through the echo with up to [`WINDOW`] in flight.
+    fn pipelined(&self, n: u64) -> u64 {
+        let mut sum = 0;
+        let mut sent = 0;
+        let mut received = 0;
+        while received < n {
+            while sent < n && sent - received < WINDOW as u64 {
+                self.tx.send(sent).expect("send");
+                sent += 1;
+            }
+            sum += self.rx.recv().expect("recv");
+            received += 1;
+        }
+        sum
+    }
+
+    fn bytes_round_trip(&self, bytes: &[u8]) -> usize {
+        self.bytes_tx.send(bytes).expect("send");
+        self.bytes_rx.recv().expect("recv").len()
     }
 }
 
@@ -75,90 +144,296 @@ fn pool(workers: usize) -> ProcessPool {
         .expect("build a pool")
 }
 
-fn round_trips(c: &mut Criterion, peer: &IpcPeer, one: &ProcessPool) {
-    let mut group = c.benchmark_group("round_trip");
+fn procspawn_pool(workers: usize) -> procspawn::Pool {
+    procspawn::Pool::new(workers).expect("build a procspawn pool")
+}
+
+struct Contenders {
+    peer: IpcPeer,
+    one: ProcessPool,
+    two: ProcessPool,
+    ps_one: procspawn::Pool,
+    ps_two: procspawn::Pool,
+}
+
+fn round_trips(c: &mut Criterion, k: &Contenders) {
+    let mut group = c.benchmark_group("subprocess/round_trip");
     group.bench_function("ipc_channel_raw", |b| {
-        b.iter(|| peer.round_trip(black_box(7)));
+        b.iter(|| k.peer.round_trip(black_box(7)));
     });
-    group.bench_function("subprocess_trivial_task", |b| {
-        b.iter(|| one.spawn(black_box(7u64), |x: u64| x + 1).join().unwrap());
+    group.bench_function("polyexec", |b| {
+        b.iter(|| k.one.spawn(black_box(7u64), |x: u64| x + 1).join().unwrap());
+    });
+    group.bench_function("procspawn_pool", |b| {
+        b.iter(|| {
+            k.ps_one
+                .spawn(black_box(7u64), |x: u64| x + 1)
+                .join()
+                .unwrap()
+        });
     });
     group.finish();
 }
 
-fn throughput(c: &mut Criterion, one: &ProcessPool, two: &ProcessPool) {
+fn submit_all(c: &mut Criterion, k: &Contenders) {
     const TASKS: u64 = 20_000;
-    let mut group = c.benchmark_group("throughput");
-    group.throughput(Throughput::Elements(TASKS));
+    // procspawn makes two channels (four descriptors) per task and is ~100x slower per task:
+    // fewer tasks, the same per-task figure.
+    const PROCSPAWN_TASKS: u64 = 200;
+    let mut group = c.benchmark_group("subprocess/submit_all");
     group.sample_size(20);
-    group.bench_function("spawn_all_trivial_1_worker", |b| {
+    group.throughput(Throughput::Elements(TASKS));
+    group.bench_function(BenchmarkId::new("ipc_channel_raw_pipelined", TASKS), |b| {
+        b.iter(|| black_box(k.peer.pipelined(TASKS)));
+    });
+    group.bench_function(BenchmarkId::new("polyexec", TASKS), |b| {
         b.iter(|| {
-            let handles = one.spawn_all(0..TASKS, |x: u64| x + 1);
+            let handles = k.one.spawn_all(0..TASKS, |x: u64| x + 1);
             for h in handles {
                 black_box(h.join().unwrap());
             }
         });
     });
-    const MAPPED: u64 = 1_000_000;
-    group.throughput(Throughput::Elements(MAPPED));
-    group.bench_function("map_trivial_2_workers", |b| {
+    group.throughput(Throughput::Elements(PROCSPAWN_TASKS));
+    group.bench_function(BenchmarkId::new("procspawn_pool", PROCSPAWN_TASKS), |b| {
         b.iter(|| {
-            let sum: u64 = two.map(0..MAPPED, |x: u64| x ^ 1).map(Result::unwrap).sum();
-            black_box(sum)
-        });
-    });
-    group.finish();
-}
-
-fn startup_and_payload(c: &mut Criterion, one: &ProcessPool) {
-    let mut group = c.benchmark_group("cost");
-    group.sample_size(30);
-    group.bench_function("worker_start", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let pool = pool(1);
-                total += start.elapsed();
-                drop(pool);
+            let handles: Vec<_> = (0..PROCSPAWN_TASKS)
+                .map(|i| k.ps_one.spawn(i, |x: u64| x + 1))
+                .collect();
+            for h in handles {
+                black_box(h.join().unwrap());
             }
-            total
-        });
-    });
-    let payload = ByteBuf::from(vec![0xA5u8; 1 << 20]);
-    group.throughput(Throughput::Bytes(1 << 20));
-    group.bench_function("payload_1MiB_round_trip", |b| {
-        b.iter(|| {
-            let back = one.spawn(payload.clone(), |b: ByteBuf| b).join().unwrap();
-            black_box(back.len())
         });
     });
     group.finish();
 }
 
-/// Per-call times of `a` and `b`, measured in alternating batches so that both see the same
-/// machine load; returns (median a, median b, fastest a, fastest b).
+fn map(c: &mut Criterion, k: &Contenders) {
+    const MAPPED: u64 = 1_000_000;
+    let mut group = c.benchmark_group("subprocess/map");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(MAPPED));
+    for chunk in [16usize, 128] {
+        group.bench_function(BenchmarkId::new("polyexec_2_workers_chunk", chunk), |b| {
+            b.iter(|| {
+                let options = MapOptions::new().chunk_size(chunk);
+                let sum: u64 = k
+                    .two
+                    .map_with(0..MAPPED, |x: u64| x ^ 1, options)
+                    .map(Result::unwrap)
+                    .sum();
+                black_box(sum)
+            });
+        });
+    }
+    group.finish();
+}
+
+fn payloads(c: &mut Criterion, k: &Contenders) {
+    let mut group = c.benchmark_group("subprocess/payload");
+    for (name, size) in PAYLOADS {
+        let payload = ByteBuf::from(vec![0xA5u8; size]);
+        group.throughput(Throughput::Bytes(size as u64));
+        if size >= 1 << 20 {
+            group.sample_size(10);
+        }
+        group.bench_function(BenchmarkId::new("ipc_channel_raw", name), |b| {
+            b.iter(|| black_box(k.peer.bytes_round_trip(&payload)));
+        });
+        group.bench_function(BenchmarkId::new("polyexec", name), |b| {
+            b.iter(|| {
+                let back = k.one.spawn(payload.clone(), |b: ByteBuf| b).join().unwrap();
+                black_box(back.len())
+            });
+        });
+        group.bench_function(BenchmarkId::new("procspawn_pool", name), |b| {
+            b.iter(|| {
+                let back = k
+                    .ps_one
+                    .spawn(payload.clone(), |b: ByteBuf| b)
+                    .join()
+                    .unwrap();
+                black_box(back.len())
+            });
+        });
+    }
+    group.finish();
+}
+
+fn worker_start(c: &mut Criterion) {
+    let mut group = c.benchmark_group("subprocess/worker_start");
+    group.sample_size(20);
+    // Each timed start excludes the previous pool's shutdown (dropped outside the clock).
+    let timed = |iters: u64, start: &dyn Fn() -> Box<dyn std::any::Any>| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let begin = Instant::now();
+            let pool = start();
+            total += begin.elapsed();
+            drop(pool);
+        }
+        total
+    };
+    group.bench_function("polyexec_build", |b| {
+        b.iter_custom(|iters| timed(iters, &|| Box::new(pool(1))));
+    });
+    group.bench_function("polyexec_first_task", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &|| {
+                let p = pool(1);
+                black_box(p.spawn(1u64, |x: u64| x + 1).join().unwrap());
+                Box::new(p)
+            })
+        });
+    });
+    group.bench_function("procspawn_first_task", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &|| {
+                let p = procspawn_pool(1);
+                black_box(p.spawn(1u64, |x: u64| x + 1).join().unwrap());
+                Box::new(p)
+            })
+        });
+    });
+    group.finish();
+}
+
+fn cpu(c: &mut Criterion, k: &Contenders) {
+    let chunks = common::kernel_chunks(if common::quick() { 400_000 } else { 1_000_000 }, 16);
+    let mut group = c.benchmark_group("subprocess/cpu");
+    group.sample_size(10);
+    group.bench_function("serial", |b| {
+        b.iter(|| {
+            chunks
+                .iter()
+                .map(|&c| common::count_primes(black_box(c)))
+                .sum::<u64>()
+        });
+    });
+    group.bench_function("polyexec_2_workers", |b| {
+        b.iter(|| {
+            k.two
+                .map_with(
+                    chunks.iter().copied(),
+                    common::count_primes,
+                    MapOptions::new().chunk_size(1),
+                )
+                .map(Result::unwrap)
+                .sum::<u64>()
+        });
+    });
+    group.bench_function("procspawn_pool_2_workers", |b| {
+        b.iter(|| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|&c| k.ps_two.spawn(c, common::count_primes))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+        });
+    });
+    group.finish();
+}
+
+/// CPU time (user + system) this process has used so far, in seconds; `/proc/self/stat`
+/// counts in clock ticks (usually 10 ms), so only sums over many batches mean anything.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Per-call times of each contender, measured in alternating batches so that all see the same
+/// machine load: `times[k][batch]`; and this process's CPU seconds per call for each.
 fn interleaved(
     batches: usize,
     n: u32,
-    mut a: impl FnMut(),
-    mut b: impl FnMut(),
-) -> (Duration, Duration, Duration, Duration) {
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        start.elapsed() / n
-    };
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    contenders: &mut [&mut dyn FnMut()],
+) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let mut times = vec![Vec::with_capacity(batches); contenders.len()];
+    let mut cpu = vec![0.0; contenders.len()];
     for _ in 0..batches {
-        ta.push(time(&mut a));
-        tb.push(time(&mut b));
+        for (k, f) in contenders.iter_mut().enumerate() {
+            let cpu_start = cpu_seconds();
+            let start = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            times[k].push(start.elapsed().as_secs_f64() / f64::from(n));
+            cpu[k] += cpu_seconds() - cpu_start;
+        }
     }
-    ta.sort();
-    tb.sort();
-    (ta[batches / 2], tb[batches / 2], ta[0], tb[0])
+    let calls = batches as f64 * f64::from(n);
+    (times, cpu.into_iter().map(|c| c / calls).collect())
+}
+
+fn interleaved_round_trips(k: &Contenders) {
+    let (batches, n) = if common::quick() {
+        (15, 200)
+    } else {
+        (41, 500)
+    };
+    for _ in 0..n {
+        k.peer.round_trip(1);
+        k.one.spawn(1u64, |x: u64| x + 1).join().unwrap();
+        k.ps_one.spawn(1u64, |x: u64| x + 1).join().unwrap();
+    }
+    let (times, cpu) = interleaved(
+        batches,
+        n,
+        &mut [
+            &mut || {
+                black_box(k.peer.round_trip(1));
+            },
+            &mut || {
+                black_box(k.one.spawn(1u64, |x: u64| x + 1).join().unwrap());
+            },
+            &mut || {
+                black_box(k.ps_one.spawn(1u64, |x: u64| x + 1).join().unwrap());
+            },
+        ],
+    );
+    let names = ["ipc_channel_raw", "polyexec", "procspawn_pool"];
+    let mut out = serde_json::Map::new();
+    let mut line = String::from("summary: round trip, alternating batches:");
+    for ((name, t), cpu) in names.iter().zip(&times).zip(&cpu) {
+        let mut ratios: Vec<f64> = t.iter().zip(&times[0]).map(|(a, b)| a / b).collect();
+        let (ratio, q1, q3) = common::median_quartiles(&mut ratios);
+        let mut sorted = t.clone();
+        let (median, _, _) = common::median_quartiles(&mut sorted);
+        line += &format!(
+            " {name} {:.2} us ({ratio:.2}x, this process's CPU {:.1} us per call);",
+            median * 1e6,
+            cpu * 1e6
+        );
+        out.insert(
+            (*name).into(),
+            serde_json::json!({
+                "median_s": median,
+                "min_s": sorted[0],
+                "ratio_median": ratio,
+                "ratio_q1": q1,
+                "ratio_q3": q3,
+                "parent_cpu_s_per_call": cpu,
+            }),
+        );
+    }
+    println!("{line}");
+    common::write_json(
+        "subprocess_interleaved",
+        &serde_json::json!({ "batches": batches, "per_batch": n, "contenders": out }),
+    );
 }
 
 fn main() {
@@ -167,41 +442,25 @@ fn main() {
     }
     // Workers are this benchmark binary started again: hand over before anything else.
     polyexec::init();
+    procspawn::init();
 
-    let peer = IpcPeer::start();
-    let one = pool(1);
-    let two = pool(2);
+    let contenders = Contenders {
+        peer: IpcPeer::start(),
+        one: pool(1),
+        two: pool(2),
+        ps_one: procspawn_pool(1),
+        ps_two: procspawn_pool(2),
+    };
     let mut c = Criterion::default().configure_from_args();
-    round_trips(&mut c, &peer, &one);
-    throughput(&mut c, &one, &two);
-    startup_and_payload(&mut c, &one);
+    round_trips(&mut c, &contenders);
+    submit_all(&mut c, &contenders);
+    map(&mut c, &contenders);
+    payloads(&mut c, &contenders);
+    worker_start(&mut c);
+    cpu(&mut c, &contenders);
     c.final_summary();
 
-    // The ratio the issue asks for, measured here in alternating batches (criterion measures
-    // each alone, minutes apart, which on a shared machine can compare different loads).
-    for _ in 0..2_000 {
-        peer.round_trip(1);
-        one.spawn(1u64, |x: u64| x + 1).join().unwrap();
-    }
-    let (ipc, ours, ipc_min, ours_min) = interleaved(
-        41,
-        500,
-        || {
-            black_box(peer.round_trip(1));
-        },
-        || {
-            black_box(one.spawn(1u64, |x: u64| x + 1).join().unwrap());
-        },
-    );
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "summary: round trip, median of 41 alternating batches: ipc-channel {:.2} us, \
-         subprocess task {:.2} us, ratio {:.2}; fastest batches: {:.2} us vs {:.2} us, ratio {:.2}",
-        us(ipc),
-        us(ours),
-        us(ours) / us(ipc),
-        us(ipc_min),
-        us(ours_min),
-        us(ours_min) / us(ipc_min),
-    );
+    // The ratio the issue asks for, measured in alternating batches (criterion measures each
+    // alone, minutes apart, which on a shared machine can compare different loads).
+    interleaved_round_trips(&contenders);
 }

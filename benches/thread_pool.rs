@@ -10,6 +10,12 @@
 //! peer uses `ThreadPool::spawn` with the same `oneshot` for results (rayon's own `join`/`scope`
 //! are fork-join, not submit-and-wait); the tokio peer is `spawn_blocking` on a runtime limited
 //! to two blocking threads, joined with `block_on`.
+//!
+//! Also `map` with chunking (beside rayon's `par_iter` on a two-thread pool) and a CPU kernel's
+//! speedup over serial (the kernel of `benches/common`, also run by every other backend's bench
+//! and by `benches/peers.py`).
+
+mod common;
 
 use std::hint::black_box;
 use std::thread::JoinHandle;
@@ -194,10 +200,13 @@ fn lockstep(c: &mut Criterion) {
 }
 
 fn map_chunked(c: &mut Criterion) {
+    use rayon::prelude::*;
     let pool = ThreadPool::builder()
         .workers(WORKERS)
         .build()
         .expect("pool");
+    let rayon = rayon_pool();
+    let inputs: Vec<u64> = (0..TASKS).collect();
     let mut group = c.benchmark_group("thread/map");
     group.throughput(Throughput::Elements(TASKS));
     for chunk in [1usize, 64] {
@@ -210,8 +219,81 @@ fn map_chunked(c: &mut Criterion) {
             })
         });
     }
+    group.bench_function("rayon_par_iter", |b| {
+        b.iter(|| {
+            rayon.install(|| {
+                inputs
+                    .par_iter()
+                    .map(|&x| black_box(x) + 1)
+                    .collect::<Vec<u64>>()
+                    .into_iter()
+                    .sum::<u64>()
+            })
+        })
+    });
     group.finish();
 }
 
-criterion_group!(benches, submit_all_then_join_all, lockstep, map_chunked);
+fn cpu(c: &mut Criterion) {
+    use rayon::prelude::*;
+    let pool = ThreadPool::builder()
+        .workers(WORKERS)
+        .build()
+        .expect("pool");
+    let rayon = rayon_pool();
+    let tokio = tokio_runtime();
+    let chunks = common::kernel_chunks(if common::quick() { 400_000 } else { 1_000_000 }, 16);
+    let mut group = c.benchmark_group("thread/cpu");
+    group.sample_size(10);
+    group.bench_function("serial", |b| {
+        b.iter(|| {
+            chunks
+                .iter()
+                .map(|&c| common::count_primes(black_box(c)))
+                .sum::<u64>()
+        })
+    });
+    group.bench_function("polyexec", |b| {
+        b.iter(|| {
+            let options = polyexec::MapOptions::new().chunk_size(1);
+            pool.map_with(chunks.iter().copied(), common::count_primes, options)
+                .map(|r| r.expect("task"))
+                .sum::<u64>()
+        })
+    });
+    group.bench_function("rayon_par_iter", |b| {
+        b.iter(|| {
+            rayon.install(|| {
+                chunks
+                    .par_iter()
+                    .map(|&c| common::count_primes(c))
+                    .sum::<u64>()
+            })
+        })
+    });
+    group.bench_function("tokio_spawn_blocking", |b| {
+        b.iter(|| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|&c| tokio.spawn_blocking(move || common::count_primes(c)))
+                .collect();
+            tokio.block_on(async {
+                let mut sum = 0;
+                for h in handles {
+                    sum += h.await.expect("task");
+                }
+                sum
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    submit_all_then_join_all,
+    lockstep,
+    map_chunked,
+    cpu
+);
 criterion_main!(benches);

@@ -726,7 +726,7 @@ fn measure_cancel<E: Executor>(exec: &E, stuck_ms: u64) -> Result<CancelStuck, S
 /// The variant of a task error, without the details: `Panicked`, `WorkerLost(...)`, ...
 fn short_error(e: &TaskError) -> String {
     match e {
-        TaskError::Panicked { .. } => "Panicked".into(),
+        TaskError::Panicked(_) => "Panicked".into(),
         TaskError::WorkerLost(exit) => format!("WorkerLost ({exit})"),
         TaskError::TimedOut(_) => "TimedOut".into(),
         TaskError::Cancelled => "Cancelled".into(),

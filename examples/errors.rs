@@ -50,7 +50,7 @@ fn main() -> common::Res {
         x
     });
     match handle.join() {
-        Err(e @ TaskError::Panicked { .. }) => {
+        Err(e @ TaskError::Panicked(_)) => {
             println!("   the handle says: {e}");
             println!("   e.panic_message() = {:?}", e.panic_message());
             println!("   (the panic hook also printed it on stderr, as for any panic)");

@@ -149,8 +149,8 @@ fn classify(
     Ok(match (kind, result) {
         (Kind::Compute, Ok(v)) if *v == compute(id) => "ok".into(),
         (Kind::Io | Kind::Cancel, Ok(v)) if *v == id => "ok".into(),
-        (Kind::Panic, Err(TaskError::Panicked { message, .. }))
-            if *message == format!("soak: injected panic {id}") =>
+        (Kind::Panic, Err(TaskError::Panicked(panic)))
+            if panic.message == format!("soak: injected panic {id}") =>
         {
             "panicked".into()
         }

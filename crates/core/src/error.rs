@@ -11,27 +11,30 @@ use serde::{Deserialize, Serialize};
 /// say what happened and what to do about it; the predicates (`is_panic()`, `is_cancelled()`, ...)
 /// let code branch on the kind without matching every field.
 ///
+/// A `TaskError` is 24 bytes: the variants that carry text keep it behind one pointer, so that
+/// `Result<T, TaskError>`, which every task's output slot and every handle holds, stays small
+/// and cheap to move on the path of every task that succeeds.
+///
 /// # Examples
 ///
 /// ```
 /// use polyexec_core::TaskError;
 ///
-/// let err = TaskError::Panicked { message: "boom".into(), location: None };
+/// let err = TaskError::panicked("boom", None);
 /// assert!(err.is_panic());
 /// assert_eq!(err.panic_message(), Some("boom"));
 /// assert_eq!(err.to_string(), "task panicked: boom");
+/// match &err {
+///     TaskError::Panicked(panic) => assert_eq!(panic.message, "boom"),
+///     _ => unreachable!(),
+/// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked. The worker that ran it survived and keeps serving.
-    #[error("task panicked{}: {message}", location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default())]
-    Panicked {
-        /// The panic message, or a placeholder when the payload was not a string.
-        message: String,
-        /// `file:line:column` of the panic, when the panic hook could record it.
-        location: Option<String>,
-    },
+    #[error("task panicked{}: {}", .0.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default(), .0.message)]
+    Panicked(Box<Panic>),
     /// The worker process running the task died (abort, segfault, signal, `exit`). Only the tasks
     /// that worker held are affected; the worker is replaced.
     #[error("worker process died while running the task ({0})")]
@@ -47,20 +50,103 @@ pub enum TaskError {
     #[error("executor was shut down before the task finished")]
     ShutDown,
     /// The task's input or output could not be encoded or decoded.
-    #[error("could not {stage}: {message}")]
-    Codec {
-        /// Which of the four conversions failed.
-        stage: CodecStage,
-        /// The codec's explanation.
-        message: String,
-    },
+    #[error("could not {}: {}", .0.stage, .0.message)]
+    Codec(Box<CodecError>),
     /// Talking to a worker failed for a reason other than its death (a broken channel, a refused
     /// frame, a worker that could not be started).
     #[error("transport failure: {0}")]
-    Transport(String),
+    Transport(Box<str>),
+}
+
+/// What [`TaskError::Panicked`] carries: the panic's message and where it happened.
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::{Panic, TaskError};
+///
+/// let err = TaskError::panicked("bad input", Some("src/main.rs:3:5".into()));
+/// if let TaskError::Panicked(panic) = &err {
+///     let Panic { message, location, .. } = &**panic;
+///     assert_eq!(message, "bad input");
+///     assert_eq!(location.as_deref(), Some("src/main.rs:3:5"));
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Panic {
+    /// The panic message, or a placeholder when the payload was not a string.
+    pub message: String,
+    /// `file:line:column` of the panic, when the panic hook could record it.
+    pub location: Option<String>,
+}
+
+/// What [`TaskError::Codec`] carries: which conversion failed, and the codec's explanation.
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::{CodecStage, TaskError};
+///
+/// let err = TaskError::codec(CodecStage::DecodeOutput, "unexpected end of input");
+/// if let TaskError::Codec(codec) = &err {
+///     assert_eq!(codec.stage, CodecStage::DecodeOutput);
+///     assert_eq!(codec.message, "unexpected end of input");
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CodecError {
+    /// Which of the four conversions failed.
+    pub stage: CodecStage,
+    /// The codec's explanation.
+    pub message: String,
 }
 
 impl TaskError {
+    /// A [`TaskError::Panicked`] with this message and location.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = polyexec_core::TaskError::panicked("boom", Some("src/lib.rs:1:1".into()));
+    /// assert_eq!(err.panic_location(), Some("src/lib.rs:1:1"));
+    /// ```
+    pub fn panicked(message: impl Into<String>, location: Option<String>) -> Self {
+        TaskError::Panicked(Box::new(Panic {
+            message: message.into(),
+            location,
+        }))
+    }
+
+    /// A [`TaskError::Codec`] for this stage, with the codec's explanation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::{CodecStage, TaskError};
+    /// let err = TaskError::codec(CodecStage::EncodeInput, "no");
+    /// assert_eq!(err.to_string(), "could not encode the task input: no");
+    /// ```
+    pub fn codec(stage: CodecStage, message: impl Into<String>) -> Self {
+        TaskError::Codec(Box::new(CodecError {
+            stage,
+            message: message.into(),
+        }))
+    }
+
+    /// A [`TaskError::Transport`] with this explanation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = polyexec_core::TaskError::transport("broken pipe");
+    /// assert_eq!(err.to_string(), "transport failure: broken pipe");
+    /// ```
+    pub fn transport(message: impl Into<String>) -> Self {
+        TaskError::Transport(message.into().into_boxed_str())
+    }
+
     /// `true` if the task panicked.
     ///
     /// # Examples
@@ -70,7 +156,7 @@ impl TaskError {
     /// assert!(!TaskError::Cancelled.is_panic());
     /// ```
     pub fn is_panic(&self) -> bool {
-        matches!(self, TaskError::Panicked { .. })
+        matches!(self, TaskError::Panicked(_))
     }
 
     /// `true` if the task was cancelled through its handle.
@@ -128,11 +214,11 @@ impl TaskError {
     ///
     /// ```
     /// use polyexec_core::{CodecStage, TaskError};
-    /// let err = TaskError::Codec { stage: CodecStage::EncodeInput, message: "no".into() };
+    /// let err = TaskError::codec(CodecStage::EncodeInput, "no");
     /// assert!(err.is_codec());
     /// ```
     pub fn is_codec(&self) -> bool {
-        matches!(self, TaskError::Codec { .. })
+        matches!(self, TaskError::Codec(_))
     }
 
     /// `true` for a transport failure between the executor and a worker.
@@ -141,7 +227,7 @@ impl TaskError {
     ///
     /// ```
     /// use polyexec_core::TaskError;
-    /// assert!(TaskError::Transport("broken pipe".into()).is_transport());
+    /// assert!(TaskError::transport("broken pipe").is_transport());
     /// ```
     pub fn is_transport(&self) -> bool {
         matches!(self, TaskError::Transport(_))
@@ -153,13 +239,29 @@ impl TaskError {
     ///
     /// ```
     /// use polyexec_core::TaskError;
-    /// let err = TaskError::Panicked { message: "index out of bounds".into(), location: None };
+    /// let err = TaskError::panicked("index out of bounds", None);
     /// assert_eq!(err.panic_message(), Some("index out of bounds"));
     /// assert_eq!(TaskError::Cancelled.panic_message(), None);
     /// ```
     pub fn panic_message(&self) -> Option<&str> {
         match self {
-            TaskError::Panicked { message, .. } => Some(message),
+            TaskError::Panicked(panic) => Some(&panic.message),
+            _ => None,
+        }
+    }
+
+    /// Where the task panicked (`file:line:column`), if it panicked and the location is known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::TaskError;
+    /// assert_eq!(TaskError::panicked("boom", None).panic_location(), None);
+    /// assert_eq!(TaskError::Cancelled.panic_location(), None);
+    /// ```
+    pub fn panic_location(&self) -> Option<&str> {
+        match self {
+            TaskError::Panicked(panic) => panic.location.as_deref(),
             _ => None,
         }
     }
@@ -267,4 +369,17 @@ pub enum BuildError {
     /// The operating system refused a resource the executor needs (a thread, a process, a pipe).
     #[error("could not start the executor: {0}")]
     Start(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size is part of the per-task cost of every backend: every task's output slot holds a
+    /// `Result<T, TaskError>`, and so does every handle.
+    #[test]
+    fn stays_small() {
+        assert!(std::mem::size_of::<TaskError>() <= 24);
+        assert!(std::mem::size_of::<Result<u64, TaskError>>() <= 24);
+    }
 }

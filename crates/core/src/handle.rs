@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use async_task::FallibleTask;
 use self::sync::{AtomicBool, AtomicWaker, Mutex, SharedArc};
 use crate::TaskError;
 use crate::block;
+use crate::spin;
 
 /// The types of the hand-off between a [`Resolver`] and its handle. Built with
 /// `--cfg polyexec_loom`, they are loom's, so the model in `loom_tests` checks this very code
@@ -95,14 +96,13 @@ enum Inner<T> {
     /// shutdown does (a user's cancel never polls the task again).
     Local(FallibleTask<Result<T, TaskError>>),
     /// A task whose result another thread delivers through a [`Resolver`].
-    Remote(Remote<T>),
-    /// Resolved without waiting (or cancelled); `None` once the result has been taken.
-    Done(Option<Result<T, TaskError>>),
-}
-
-struct Remote<T> {
-    shared: SharedArc<Shared<T>>,
-    canceller: Option<(Arc<dyn Cancel>, u64)>,
+    Remote(SharedArc<Shared<T>>),
+    /// Resolved without waiting (refused at submission, or cancelled). Boxed: these paths are
+    /// rare, and a handle without an inline result is two words, whatever `T` is.
+    Done(Box<Result<T, TaskError>>),
+    /// The result has been delivered. (A variant of its own rather than `Done(None)`: setting
+    /// it on the hot path writes a tag, not a whole `Option<Result<T, TaskError>>`.)
+    Taken,
 }
 
 /// State shared by a [`Resolver`] and its handle.
@@ -114,6 +114,11 @@ struct Shared<T> {
     done: AtomicBool,
     value: Mutex<Option<Result<T, TaskError>>>,
     waker: AtomicWaker,
+    /// Told the task's id when the handle is cancelled (at most once: a cancelled handle is
+    /// `Done`). Kept here rather than in the handle, so that a handle is one pointer; weak, so
+    /// that a pending task's resolver, which the backend holds, does not keep the backend alive
+    /// through this (a backend that is gone has nothing left to cancel).
+    canceller: Option<(Weak<dyn Cancel>, u64)>,
 }
 
 impl<T> Shared<T> {
@@ -227,30 +232,38 @@ impl<T> TaskHandle<T> {
     /// ```
     pub fn ready(result: Result<T, TaskError>) -> Self {
         TaskHandle {
-            inner: Inner::Done(Some(result)),
+            inner: Inner::Done(Box::new(result)),
         }
     }
 
     /// A handle resolved from another thread through the returned [`Resolver`].
     ///
     /// For backend implementors whose results arrive out of band (for example from another
-    /// process). `canceller` is told the task's id when the user cancels the handle.
+    /// process). `canceller` is told the task's id when the user cancels the handle, if it is
+    /// still alive then: the handle keeps only a weak reference to it.
     pub fn remote(canceller: Option<(Arc<dyn Cancel>, u64)>) -> (Resolver<T>, Self) {
         let shared = SharedArc::new(Shared {
             done: AtomicBool::new(false),
             value: Mutex::new(None),
             waker: AtomicWaker::new(),
+            canceller: canceller.map(|(canceller, id)| (Arc::downgrade(&canceller), id)),
         });
         let resolver = Resolver {
             shared: Some(SharedArc::clone(&shared)),
         };
         let handle = TaskHandle {
-            inner: Inner::Remote(Remote { shared, canceller }),
+            inner: Inner::Remote(shared),
         };
         (resolver, handle)
     }
 
     /// Blocks the current thread until the task resolves.
+    ///
+    /// For a task whose result another thread delivers (the subprocess backend), the thread
+    /// first waits awake for a short while (at most 40 µs, yielding the processor between checks)
+    /// before it parks, because such results usually arrive within microseconds and a parked
+    /// thread costs a wake-up on each side. The wait adapts per thread: after joins that take
+    /// longer it shrinks to 2 µs, and one quick join restores it.
     ///
     /// # Panics
     ///
@@ -267,6 +280,18 @@ impl<T> TaskHandle<T> {
     /// ```
     #[track_caller]
     pub fn join(self) -> Result<T, TaskError> {
+        if let Inner::Remote(shared) = &self.inner {
+            if !shared.done.load(Ordering::Acquire) && !block::is_event_loop_thread() {
+                // A result from another process usually arrives within microseconds of the
+                // call: wait for it awake, briefly, rather than park and make the resolving
+                // thread pay for waking this one (see the `spin` module).
+                let start = Instant::now();
+                spin::wait(|| shared.done.load(Ordering::Acquire), start);
+                let result = block::block_on(self);
+                spin::learn(start.elapsed());
+                return result;
+            }
+        }
         block::block_on(self)
     }
 
@@ -307,8 +332,8 @@ impl<T> TaskHandle<T> {
     pub fn is_finished(&self) -> bool {
         match &self.inner {
             Inner::Local(task) => task.is_finished(),
-            Inner::Remote(remote) => remote.shared.done.load(Ordering::Acquire),
-            Inner::Done(_) => true,
+            Inner::Remote(shared) => shared.done.load(Ordering::Acquire),
+            Inner::Done(_) | Inner::Taken => true,
         }
     }
 
@@ -332,20 +357,23 @@ impl<T> TaskHandle<T> {
                 }
                 // Dropping an `async-task` handle cancels the task: a scheduled one is never
                 // polled again, a running one is dropped when its current poll returns.
-                self.inner = Inner::Done(Some(Err(TaskError::Cancelled)));
+                self.inner = Inner::Done(Box::new(Err(TaskError::Cancelled)));
                 true
             }
-            Inner::Remote(remote) => {
-                if remote.shared.done.load(Ordering::Acquire) {
+            Inner::Remote(shared) => {
+                if shared.done.load(Ordering::Acquire) {
                     return false;
                 }
-                if let Some((canceller, id)) = remote.canceller.take() {
-                    canceller.cancel(id);
+                if let Some((canceller, id)) = &shared.canceller {
+                    // A backend that is gone has resolved (or dropped) its tasks already.
+                    if let Some(canceller) = canceller.upgrade() {
+                        canceller.cancel(*id);
+                    }
                 }
-                self.inner = Inner::Done(Some(Err(TaskError::Cancelled)));
+                self.inner = Inner::Done(Box::new(Err(TaskError::Cancelled)));
                 true
             }
-            Inner::Done(_) => false,
+            Inner::Done(_) | Inner::Taken => false,
         }
     }
 
@@ -366,37 +394,56 @@ fn far_future() -> Instant {
 impl<T> Future for TaskHandle<T> {
     type Output = Result<T, TaskError>;
 
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        match &mut this.inner {
-            Inner::Local(task) => match Pin::new(task).poll(cx) {
+        // The in-process backends' path, kept short: it is part of every task's cost.
+        if let Inner::Local(task) = &mut this.inner {
+            return match Pin::new(task).poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(result) => {
-                    this.inner = Inner::Done(None);
-                    Poll::Ready(result.unwrap_or_else(|| Err(TaskError::ShutDown)))
+                    if let Inner::Local(task) = std::mem::replace(&mut this.inner, Inner::Taken) {
+                        drop(task);
+                    }
+                    Poll::Ready(match result {
+                        Some(result) => result,
+                        None => Err(TaskError::ShutDown),
+                    })
                 }
-            },
-            Inner::Remote(remote) => {
-                if let Some(result) = remote.shared.take() {
-                    this.inner = Inner::Done(None);
+            };
+        }
+        this.poll_other(cx)
+    }
+}
+
+impl<T> TaskHandle<T> {
+    /// [`Future::poll`] for handles that are not `Local`.
+    #[inline(never)]
+    fn poll_other(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, TaskError>> {
+        let this = self;
+        match &mut this.inner {
+            Inner::Local(_) => unreachable!("polled by `poll`"),
+            Inner::Remote(shared) => {
+                if let Some(result) = shared.take() {
+                    this.inner = Inner::Taken;
                     return Poll::Ready(result);
                 }
-                remote.shared.waker.register(cx.waker());
+                shared.waker.register(cx.waker());
                 // Checked again after registering: a resolver that finished in between has
                 // already called `wake` on the old (or no) waker.
-                match remote.shared.take() {
+                match shared.take() {
                     Some(result) => {
-                        this.inner = Inner::Done(None);
+                        this.inner = Inner::Taken;
                         Poll::Ready(result)
                     }
                     None => Poll::Pending,
                 }
             }
-            Inner::Done(result) => Poll::Ready(
-                result
-                    .take()
-                    .expect("TaskHandle polled after it returned its result"),
-            ),
+            Inner::Done(_) => match std::mem::replace(&mut this.inner, Inner::Taken) {
+                Inner::Done(result) => Poll::Ready(*result),
+                _ => unreachable!("matched above"),
+            },
+            Inner::Taken => panic!("TaskHandle polled after it returned its result"),
         }
     }
 }
@@ -411,7 +458,7 @@ impl<T> Drop for TaskHandle<T> {
         // before replacing: most handles are dropped after delivering their result, and then
         // there is nothing to move.)
         if matches!(self.inner, Inner::Local(_)) {
-            if let Inner::Local(task) = std::mem::replace(&mut self.inner, Inner::Done(None)) {
+            if let Inner::Local(task) = std::mem::replace(&mut self.inner, Inner::Taken) {
                 task.detach();
             }
         }
@@ -421,11 +468,37 @@ impl<T> Drop for TaskHandle<T> {
 impl<T> fmt::Debug for TaskHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.inner {
-            Inner::Done(None) => "taken",
+            Inner::Taken => "taken",
             _ if self.is_finished() => "finished",
             _ => "pending",
         };
         f.debug_struct("TaskHandle").field("state", &state).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every submitted task's handle is moved into the caller's collections: keep it small,
+    /// whatever the output type (an inline result would make it as large as `T`).
+    #[test]
+    fn a_handle_is_two_words() {
+        assert_eq!(std::mem::size_of::<TaskHandle<u64>>(), 16);
+        assert_eq!(std::mem::size_of::<TaskHandle<String>>(), 16);
+        assert_eq!(std::mem::size_of::<TaskHandle<[u8; 1024]>>(), 16);
+    }
+
+    #[test]
+    fn ready_and_cancelled_handles_deliver_once() {
+        let mut h = TaskHandle::<u8>::ready(Ok(3));
+        assert!(h.is_finished());
+        assert!(!h.cancel());
+        assert_eq!(h.join(), Ok(3));
+        let (_resolver, mut h) = TaskHandle::<u8>::remote(None);
+        assert!(h.cancel());
+        assert!(!h.cancel());
+        assert_eq!(h.join(), Err(TaskError::Cancelled));
     }
 }
 

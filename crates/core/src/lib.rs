@@ -39,6 +39,7 @@ mod handle;
 mod inline;
 mod join;
 mod map;
+mod spin;
 mod task;
 mod time;
 
@@ -47,7 +48,7 @@ mod time;
 pub mod conformance;
 
 pub use block::{EventLoopThread, block_on, enter_event_loop, is_event_loop_thread};
-pub use error::{BuildError, CodecStage, TaskError, WorkerExit};
+pub use error::{BuildError, CodecError, CodecStage, Panic, TaskError, WorkerExit};
 pub use executor::{Executor, MapOptions};
 pub use handle::{Cancel, Resolver, TaskHandle};
 pub use inline::Inline;

@@ -117,7 +117,7 @@ where
                     match handle.join() {
                         Ok(results) if results.len() == len => self.ready.extend(results),
                         Ok(results) => {
-                            let err = TaskError::Transport(format!(
+                            let err = TaskError::transport(format!(
                                 "a map chunk of {len} inputs returned {} results",
                                 results.len()
                             ));

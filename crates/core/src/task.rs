@@ -155,7 +155,7 @@ pub fn panic_error(payload: Box<dyn Any + Send>) -> TaskError {
     // The payload is dropped here, inside the caller's frame: a payload whose `Drop` panics would
     // otherwise escape from the executor. Such a payload is pathological; we let it abort.
     drop(payload);
-    TaskError::Panicked { message, location }
+    TaskError::panicked(message, location)
 }
 
 /// Runs a blocking task body, turning a panic into [`TaskError::Panicked`].

@@ -31,7 +31,10 @@ pin_project! {
     pub(crate) struct Guarded<F> {
         #[pin]
         inner: F,
-        registration: Option<Registration>,
+        // Boxed: only tasks that wait have one, and inline it would make every task's cell
+        // 16 bytes larger (a size class up from a raw task's), which measured 6-8% of the time
+        // of spawn + await on the loop; a waiting task pays one small allocation instead.
+        registration: Option<Box<Registration>>,
     }
 }
 
@@ -68,7 +71,7 @@ where
             if let Some(shared) = runner::current() {
                 let key = shared.register_waiting(cx.waker());
                 let stopping = shared.is_stopping();
-                *this.registration = Some(Registration { shared, key });
+                *this.registration = Some(Box::new(Registration { shared, key }));
                 // `shutdown_now` sets the flag before it takes the registry's wakers: if it
                 // took them before this task registered, the flag is visible here.
                 if stopping {
@@ -158,8 +161,8 @@ where
         Some(task) => task.await.unwrap_or(Err(TaskError::ShutDown)),
         // Only loop threads poll tasks outside of an immediate shutdown, and they all have a
         // local executor; be explicit rather than panic if that ever changes.
-        None => Err(TaskError::Transport(
-            "a local task was polled outside of its event loop".into(),
+        None => Err(TaskError::transport(
+            "a local task was polled outside of its event loop",
         )),
     }
 }

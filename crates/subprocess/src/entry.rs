@@ -236,10 +236,7 @@ fn conjure<F: Copy>() -> F {
 }
 
 fn codec_error(stage: CodecStage, message: impl ToString) -> TaskError {
-    TaskError::Codec {
-        stage,
-        message: message.to_string(),
-    }
+    TaskError::codec(stage, message.to_string())
 }
 
 /// Decodes a task input. A `Deserialize` impl that panics is a decoding failure, not a crash.

@@ -161,7 +161,7 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
         } else {
             Err(
                 protocol::decode::<TaskError>(payload).unwrap_or_else(|err| {
-                    TaskError::Transport(format!("could not decode the worker's error: {err}"))
+                    TaskError::transport(format!("could not decode the worker's error: {err}"))
                 }),
             )
         };
@@ -174,10 +174,7 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
 }
 
 fn codec(stage: CodecStage, message: impl ToString) -> TaskError {
-    TaskError::Codec {
-        stage,
-        message: message.to_string(),
-    }
+    TaskError::codec(stage, message.to_string())
 }
 
 /// Runs a completion, containing a panic from a user's waker or `Drop`.
@@ -360,7 +357,7 @@ impl Shared {
     /// The error for a submission the pool does not accept.
     fn refusal(&self) -> TaskError {
         match &self.lock().broken {
-            Some(message) => TaskError::Transport(message.clone()),
+            Some(message) => TaskError::transport(message.as_str()),
             None => TaskError::ShutDown,
         }
     }
@@ -408,7 +405,7 @@ impl Shared {
             let mut core = self.lock();
             if core.state != State::Running || core.broken.is_some() {
                 let err = match &core.broken {
-                    Some(message) => TaskError::Transport(message.clone()),
+                    Some(message) => TaskError::transport(message.as_str()),
                     None => TaskError::ShutDown,
                 };
                 drop(core);
@@ -706,7 +703,7 @@ impl Shared {
         }
         if let Some(message) = broken_message {
             for completer in failed {
-                deliver(|| completer.fail(TaskError::Transport(message.clone())));
+                deliver(|| completer.fail(TaskError::transport(message.as_str())));
             }
         }
         self.write(&mut jobs);
@@ -1048,7 +1045,7 @@ impl Shared {
                 };
                 if let Some(message) = message {
                     for completer in failed {
-                        deliver(|| completer.fail(TaskError::Transport(message.clone())));
+                        deliver(|| completer.fail(TaskError::transport(message.as_str())));
                     }
                 }
                 retry

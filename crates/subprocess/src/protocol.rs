@@ -221,7 +221,7 @@ pub(crate) fn push_error(buf: &mut Vec<u8>, id: u64, err: &TaskError) {
     buf.extend_from_slice(&id.to_le_bytes());
     if encode_into(err, buf).is_err() || !end_frame(buf, start) {
         buf.truncate(start);
-        let fallback = TaskError::Transport("the worker could not encode a task error".into());
+        let fallback = TaskError::transport("the worker could not encode a task error");
         let start = begin_frame(buf, DONE_ERR);
         buf.extend_from_slice(&id.to_le_bytes());
         encode_into(&fallback, buf).expect("encode a plain error");
@@ -325,7 +325,7 @@ impl FrameReader {
             return Ok(None);
         };
         if len == 0 {
-            return Err(TaskError::Transport("received an empty frame".into()));
+            return Err(TaskError::transport("received an empty frame"));
         }
         if self.end - self.start < 4 + len {
             return Ok(None);

@@ -374,10 +374,10 @@ impl Channel {
 }
 
 fn too_large() -> TaskError {
-    TaskError::Codec {
-        stage: polyexec_core::CodecStage::EncodeOutput,
-        message: "the encoded output is larger than 4 GiB".into(),
-    }
+    TaskError::codec(
+        polyexec_core::CodecStage::EncodeOutput,
+        "the encoded output is larger than 4 GiB",
+    )
 }
 
 /// Longest a blocked write waits before the worker reads incoming frames and tries again.
@@ -499,9 +499,6 @@ fn run<'a>(
             });
             chan.live.borrow_mut().insert(id, task);
         }
-        Kind::Init => chan.push_error(
-            id,
-            &TaskError::Transport("an initializer is not a task".into()),
-        ),
+        Kind::Init => chan.push_error(id, &TaskError::transport("an initializer is not a task")),
     }
 }

@@ -44,7 +44,7 @@ impl<'de> Deserialize<'de> for NoDe {
 /// postcard keeps no custom message, so the error names the type instead.
 fn stage(err: TaskError) -> (CodecStage, String) {
     match err {
-        TaskError::Codec { stage, message } => (stage, message),
+        TaskError::Codec(codec) => (codec.stage, codec.message),
         other => panic!("not a codec error: {other:?}"),
     }
 }

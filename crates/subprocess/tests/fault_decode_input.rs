@@ -1,6 +1,6 @@
 //! Fault injection, input deserialization in the worker: an input whose `Deserialize` fails in
 //! the worker — with an error, a panic, a process exit or a crash — fails that task alone. An
-//! error or a panic is `Codec { DecodeInput }` and the worker keeps serving; an exit or a crash
+//! error or a panic is `Codec(CodecError { stage: DecodeInput, .. })` and the worker keeps serving; an exit or a crash
 //! is `WorkerLost` with the exit code or signal (the worker announced the task before decoding
 //! its input, so the parent knows which task it was) and the worker is replaced. The tasks
 //! queued behind it on that worker run elsewhere; nothing hangs.
@@ -52,7 +52,8 @@ fn poisoned(pool: &polyexec_subprocess::ProcessPool, poison: Poison) -> Result<u
 
 fn assert_decode_input(result: Result<u8, TaskError>) {
     match result {
-        Err(TaskError::Codec { stage, message }) => {
+        Err(TaskError::Codec(codec)) => {
+            let (stage, message) = (codec.stage, &codec.message);
             assert_eq!(stage, CodecStage::DecodeInput);
             assert!(message.contains("Poison"), "the type is named: {message}");
         }

@@ -1,6 +1,6 @@
 //! Fault injection, output deserialization in the parent: an output that the worker encodes
 //! fine but the parent cannot decode — its `Deserialize` fails, or panics, only in the parent —
-//! fails that task alone with `Codec { DecodeOutput }`. The decoding runs on the pool's reader
+//! fails that task alone with `Codec(CodecError { stage: DecodeOutput, .. })`. The decoding runs on the pool's reader
 //! thread for that worker: neither that thread nor the worker is affected, and the tasks behind
 //! it on the same worker get their values.
 
@@ -43,7 +43,8 @@ impl<'de> Deserialize<'de> for ParentAllergic {
 
 fn assert_decode_output(result: Result<ParentAllergic, TaskError>) {
     match result {
-        Err(TaskError::Codec { stage, message }) => {
+        Err(TaskError::Codec(codec)) => {
+            let (stage, message) = (codec.stage, &codec.message);
             assert_eq!(stage, CodecStage::DecodeOutput);
             assert!(
                 message.contains("ParentAllergic"),

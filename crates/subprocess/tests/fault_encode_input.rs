@@ -1,5 +1,5 @@
 //! Fault injection, input serialization in the parent: an input whose `Serialize` fails (with an
-//! error, or by panicking) fails that task alone, at once, with `Codec { EncodeInput }`; nothing
+//! error, or by panicking) fails that task alone, at once, with `Codec(CodecError { stage: EncodeInput, .. })`; nothing
 //! reaches a worker, the caller of `spawn` is not unwound, and the pool goes on.
 
 polyexec_subprocess::test_hook!();
@@ -33,7 +33,8 @@ impl<'de> Deserialize<'de> for Refuse {
 
 fn assert_encode_input(result: Result<u8, TaskError>) {
     match result {
-        Err(TaskError::Codec { stage, message }) => {
+        Err(TaskError::Codec(codec)) => {
+            let (stage, message) = (codec.stage, &codec.message);
             assert_eq!(stage, CodecStage::EncodeInput);
             assert!(message.contains("Refuse"), "the type is named: {message}");
         }

@@ -1,6 +1,6 @@
 //! Fault injection, output serialization in the worker: an output whose `Serialize` fails — with
 //! an error, a panic, a process exit or a crash — fails that task alone. An error or a panic is
-//! `Codec { EncodeOutput }` and the worker keeps serving (no partial frame reaches the parent);
+//! `Codec(CodecError { stage: EncodeOutput, .. })` and the worker keeps serving (no partial frame reaches the parent);
 //! an exit or a crash is `WorkerLost` with the exit code or signal and the worker is replaced.
 
 polyexec_subprocess::test_hook!();
@@ -52,7 +52,8 @@ fn spoiled(pool: &polyexec_subprocess::ProcessPool, mode: Mode) -> Result<Spoile
 
 fn assert_encode_output(result: Result<Spoiled, TaskError>) {
     match result {
-        Err(TaskError::Codec { stage, message }) => {
+        Err(TaskError::Codec(codec)) => {
+            let (stage, message) = (codec.stage, &codec.message);
             assert_eq!(stage, CodecStage::EncodeOutput);
             assert!(message.contains("Spoiled"), "the type is named: {message}");
         }

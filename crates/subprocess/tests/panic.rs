@@ -17,8 +17,8 @@ fn panic_gives_message_and_location_and_the_worker_survives() {
     assert!(err.is_panic(), "{err:?}");
     assert_eq!(err.panic_message(), Some("task 7 failed"));
     match &err {
-        polyexec_core::TaskError::Panicked { location, .. } => {
-            let location = location.as_deref().expect("a location");
+        polyexec_core::TaskError::Panicked(panic) => {
+            let location = panic.location.as_deref().expect("a location");
             assert!(location.contains("tests/panic.rs:"), "{location}");
         }
         other => panic!("not a panic: {other:?}"),
