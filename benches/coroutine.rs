@@ -259,26 +259,8 @@ fn lockstep(c: &mut Criterion) {
 /// one chunk per task) on a loop of two threads.
 fn cpu(c: &mut Criterion) {
     let event_loop = EventLoop::builder().threads(2).build().expect("event loop");
-    let chunks = common::kernel_chunks(if common::quick() { 400_000 } else { 1_000_000 }, 16);
-    let mut group = c.benchmark_group("coroutine/cpu");
-    group.sample_size(10);
-    group.bench_function("serial", |b| {
-        b.iter(|| {
-            chunks
-                .iter()
-                .map(|&c| common::count_primes(black_box(c)))
-                .sum::<u64>()
-        })
-    });
-    group.bench_function("polyexec_2_threads", |b| {
-        b.iter(|| {
-            let options = polyexec::MapOptions::new().chunk_size(1);
-            event_loop
-                .map_with(chunks.iter().copied(), common::count_primes, options)
-                .map(|r| r.expect("task"))
-                .sum::<u64>()
-        })
-    });
+    let (mut group, chunks) = common::cpu_group(c, "coroutine/cpu");
+    common::bench_map(&mut group, "polyexec_2_threads", &event_loop, &chunks);
     group.finish();
 }
 

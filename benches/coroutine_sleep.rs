@@ -179,6 +179,20 @@ async fn sleeper(i: u64) -> u64 {
     i
 }
 
+/// Submits the shape's tasks to an in-process polyexec executor: each counts itself as started,
+/// then sleeps.
+fn spawn_sleepers(executor: &impl Executor) -> Vec<polyexec::TaskHandle<u64>> {
+    (0..TASKS as u64)
+        .map(|i| {
+            executor.spawn_async(i, |i: u64| async move {
+                STARTED.fetch_add(1, Ordering::SeqCst);
+                polyexec::sleep(SLEEP).await;
+                i
+            })
+        })
+        .collect()
+}
+
 fn main() {
     // The subprocess pool's workers are this binary started again.
     polyexec::init();
@@ -215,20 +229,7 @@ fn main() {
     // Interleaved rounds, so that machine noise hits every contender alike; the first round of
     // each warms up (thread start, reactor, allocator arenas) and is dropped.
     for r in 0..=ROUNDS {
-        let p = round(
-            || {
-                (0..TASKS as u64)
-                    .map(|i| {
-                        event_loop.spawn_async(i, |i: u64| async move {
-                            STARTED.fetch_add(1, Ordering::SeqCst);
-                            polyexec::sleep(SLEEP).await;
-                            i
-                        })
-                    })
-                    .collect()
-            },
-            |h| h,
-        );
+        let p = round(|| spawn_sleepers(&event_loop), |h| h);
         let a = round(
             || (0..TASKS as u64).map(|i| ex.spawn(sleeper(i))).collect(),
             |t| t,
@@ -247,20 +248,7 @@ fn main() {
             },
             |t| t,
         );
-        let th = round(
-            || {
-                (0..TASKS as u64)
-                    .map(|i| {
-                        thread_pool.spawn_async(i, |i: u64| async move {
-                            STARTED.fetch_add(1, Ordering::SeqCst);
-                            polyexec::sleep(SLEEP).await;
-                            i
-                        })
-                    })
-                    .collect()
-            },
-            |h| h,
-        );
+        let th = round(|| spawn_sleepers(&thread_pool), |h| h);
         let pr = remote_round(
             &pids,
             || {

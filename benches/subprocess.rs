@@ -299,29 +299,8 @@ fn worker_start(c: &mut Criterion) {
 }
 
 fn cpu(c: &mut Criterion, k: &Contenders) {
-    let chunks = common::kernel_chunks(if common::quick() { 400_000 } else { 1_000_000 }, 16);
-    let mut group = c.benchmark_group("subprocess/cpu");
-    group.sample_size(10);
-    group.bench_function("serial", |b| {
-        b.iter(|| {
-            chunks
-                .iter()
-                .map(|&c| common::count_primes(black_box(c)))
-                .sum::<u64>()
-        });
-    });
-    group.bench_function("polyexec_2_workers", |b| {
-        b.iter(|| {
-            k.two
-                .map_with(
-                    chunks.iter().copied(),
-                    common::count_primes,
-                    MapOptions::new().chunk_size(1),
-                )
-                .map(Result::unwrap)
-                .sum::<u64>()
-        });
-    });
+    let (mut group, chunks) = common::cpu_group(c, "subprocess/cpu");
+    common::bench_map(&mut group, "polyexec_2_workers", &k.two, &chunks);
     group.bench_function("procspawn_pool_2_workers", |b| {
         b.iter(|| {
             let handles: Vec<_> = chunks

@@ -242,25 +242,8 @@ fn cpu(c: &mut Criterion) {
         .expect("pool");
     let rayon = rayon_pool();
     let tokio = tokio_runtime();
-    let chunks = common::kernel_chunks(if common::quick() { 400_000 } else { 1_000_000 }, 16);
-    let mut group = c.benchmark_group("thread/cpu");
-    group.sample_size(10);
-    group.bench_function("serial", |b| {
-        b.iter(|| {
-            chunks
-                .iter()
-                .map(|&c| common::count_primes(black_box(c)))
-                .sum::<u64>()
-        })
-    });
-    group.bench_function("polyexec", |b| {
-        b.iter(|| {
-            let options = polyexec::MapOptions::new().chunk_size(1);
-            pool.map_with(chunks.iter().copied(), common::count_primes, options)
-                .map(|r| r.expect("task"))
-                .sum::<u64>()
-        })
-    });
+    let (mut group, chunks) = common::cpu_group(c, "thread/cpu");
+    common::bench_map(&mut group, "polyexec", &pool, &chunks);
     group.bench_function("rayon_par_iter", |b| {
         b.iter(|| {
             rayon.install(|| {

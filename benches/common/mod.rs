@@ -5,7 +5,11 @@
 //! Each bench binary includes this file with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+use std::hint::black_box;
 use std::path::PathBuf;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 
 /// The CPU kernel of the "speedup over serial" shape, the same as `benches/peers.py`'s: count
 /// the primes in `lo..hi` by trial division. Deliberately naive: all arithmetic, no memory.
@@ -30,6 +34,46 @@ pub(crate) fn count_primes((lo, hi): (u64, u64)) -> u64 {
 pub(crate) fn kernel_chunks(limit: u64, chunks: u64) -> Vec<(u64, u64)> {
     let step = limit / chunks;
     (0..chunks).map(|i| (i * step, (i + 1) * step)).collect()
+}
+
+/// Opens the "speedup over serial" group `name` on the kernel's 16 chunks, and measures the
+/// serial baseline (`serial`) in it. The caller adds its contenders ([`bench_map`] for polyexec)
+/// and finishes the group.
+pub(crate) fn cpu_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> (BenchmarkGroup<'a, WallTime>, Vec<(u64, u64)>) {
+    let chunks = kernel_chunks(if quick() { 400_000 } else { 1_000_000 }, 16);
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10);
+    group.bench_function("serial", |b| {
+        b.iter(|| {
+            chunks
+                .iter()
+                .map(|&c| count_primes(black_box(c)))
+                .sum::<u64>()
+        })
+    });
+    (group, chunks)
+}
+
+/// Measures `executor` running the kernel's chunks as `map`ped blocking tasks, one chunk per
+/// task, in a [`cpu_group`].
+pub(crate) fn bench_map(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    executor: &impl polyexec::Executor,
+    chunks: &[(u64, u64)],
+) {
+    group.bench_function(id, |b| {
+        b.iter(|| {
+            let options = polyexec::MapOptions::new().chunk_size(1);
+            executor
+                .map_with(chunks.iter().copied(), count_primes, options)
+                .map(|r| r.expect("task"))
+                .sum::<u64>()
+        })
+    });
 }
 
 /// `true` when `scripts/bench.sh --quick` (or a user) asked for a short run.
