@@ -16,7 +16,7 @@ use slab::Slab;
 
 use crate::gate::Gate;
 use crate::runner;
-use crate::task::{Guarded, Timeout, run_local};
+use crate::task::{Call, Guarded, Timeout, run_local};
 
 /// Inputs per loop task in `map` (see `preferred_chunk_size`).
 const MAP_CHUNK: usize = 64;
@@ -388,7 +388,7 @@ impl Executor for EventLoop {
         Fut::Output: Portable,
     {
         assert_portable(&task);
-        self.submit_timed(async move { Ok(task(input).await) })
+        self.submit_timed(Call::new(task, input))
     }
 
     /// Submits every task in one batch: one pass through the submission gate and one lock of
