@@ -235,15 +235,12 @@ mod tests {
     /// it stands for.
     #[test]
     fn call_is_smaller_than_the_async_block() {
-        fn as_block<F, In, Fut>(
-            task: F,
-            input: In,
-        ) -> impl Future<Output = Result<Fut::Output, TaskError>>
+        async fn as_block<F, In, Fut>(task: F, input: In) -> Result<Fut::Output, TaskError>
         where
             F: FnOnce(In) -> Fut,
             Fut: Future,
         {
-            async move { Ok(task(input).await) }
+            Ok(task(input).await)
         }
         let task = |x: u64| async move { x + 1 };
         let call = Call::new(task, 1u64);
