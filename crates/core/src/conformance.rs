@@ -215,6 +215,16 @@ pub fn async_tasks<E: Executor + 'static>(make: &dyn Fn() -> E) {
     });
     let err = panicked.join().unwrap_err();
     assert_eq!(err.panic_message(), Some("async boom"));
+    // A panic in the closure itself, before it returns its future, is the task's panic too.
+    let unmade: TaskHandle<u64> = exec.spawn_async(5u64, |x: u64| -> std::future::Ready<u64> {
+        panic!("no future for {x}")
+    });
+    assert_eq!(
+        unmade.join().unwrap_err().panic_message(),
+        Some("no future for 5")
+    );
+    let after = exec.spawn_async(6u64, |x: u64| async move { x + 1 });
+    assert_eq!(after.join(), Ok(7));
     exec.shutdown();
 }
 

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use futures::task::AtomicWaker;
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Executor, Portable, TaskError, TaskHandle, assert_portable,
+    AsyncTask, BlockingTask, BuildError, Executor, Portable, TaskError, TaskHandle,
+    assert_portable, catch_task,
 };
 use slab::Slab;
 
 use crate::gate::Gate;
 use crate::runner;
-use crate::task::{Call, Guarded, Timeout, run_local};
+use crate::task::{Guarded, OkOutput, Timeout, run_local};
 
 /// Inputs per loop task in `map` (see `preferred_chunk_size`).
 const MAP_CHUNK: usize = 64;
@@ -199,6 +200,12 @@ impl Shared {
 /// on a loop thread too and **stall it** until they return, exactly as a blocking call inside an
 /// asyncio coroutine stalls the asyncio loop: nothing else runs on that thread meanwhile, timers
 /// included. Give blocking or CPU-heavy work to the thread-pool or subprocess backend.
+///
+/// An async task's closure is called by `spawn_async` itself, on the submitting thread, to make
+/// the task's future; the future runs on the loop (as with `tokio::spawn(f(x))`, where the caller
+/// makes the future). Code in the closure before its `async` block therefore runs at
+/// submission; put the task's work inside the `async` block. A panic in the closure resolves the
+/// task's handle with [`TaskError::Panicked`], as a panic in the future does.
 ///
 /// Non-portable extras: [`spawn_capturing`](Self::spawn_capturing) takes any `Send` future
 /// (capturing its environment, output not serializable) and
@@ -388,7 +395,15 @@ impl Executor for EventLoop {
         Fut::Output: Portable,
     {
         assert_portable(&task);
-        self.submit_timed(Call::new(task, input))
+        // The closure is called here, on the submitting thread, and only its future goes to the
+        // loop: a task's cell then holds the future alone, not the input beside it until the
+        // first poll, which keeps it in the same allocator size class as a blocking task's
+        // (measured: about 5% of spawn + await on the loop; docs/benchmarks.md). A panic while
+        // making the future is still the task's result.
+        match catch_task(|| task(input)) {
+            Ok(future) => self.submit_timed(OkOutput::new(future)),
+            Err(err) => TaskHandle::ready(Err(err)),
+        }
     }
 
     /// Submits every task in one batch: one pass through the submission gate and one lock of

@@ -1,5 +1,5 @@
 //! The wrappers of the loop's tasks: [`Guarded`] around every task (panics, immediate
-//! shutdown), [`Call`] for an async task's closure and its future, [`Timeout`] around async
+//! shutdown), [`OkOutput`] around an async task's future, [`Timeout`] around async
 //! tasks when the builder sets a time limit, and [`run_local`] for `!Send` tasks.
 
 use std::future::Future;
@@ -97,58 +97,26 @@ impl Drop for Registration {
 }
 
 pin_project! {
-    /// An async task before and after its first poll: the closure and its input, then the
-    /// future the closure returned. The closure is called in the first poll, on the loop and
-    /// inside [`Guarded`], so a panic there is caught like one in the future.
-    ///
-    /// The same thing as `async move { Ok(task(input).await) }`, but an enum's variants share
-    /// their bytes where that `async` block keeps room for the input beside the inner future:
-    /// for a trivial task, 24 bytes instead of 32 in every task's cell.
-    #[project = CallProj]
-    #[project_replace = CallReplace]
-    pub(crate) enum Call<F, In, Fut> {
-        Start { task: F, input: In },
-        Running { #[pin] future: Fut },
-        // Only while the closure runs: `Start` has been moved out and `Running` not yet built.
-        Calling,
+    /// An async task's future, its output wrapped in `Ok`: the wrapper adds no byte to it.
+    pub(crate) struct OkOutput<Fut> {
+        #[pin]
+        future: Fut,
     }
 }
 
-impl<F, In, Fut> Call<F, In, Fut>
-where
-    F: FnOnce(In) -> Fut,
-{
+impl<Fut> OkOutput<Fut> {
     #[inline]
-    pub(crate) fn new(task: F, input: In) -> Self {
-        Call::Start { task, input }
+    pub(crate) fn new(future: Fut) -> Self {
+        OkOutput { future }
     }
 }
 
-impl<F, In, Fut> Future for Call<F, In, Fut>
-where
-    F: FnOnce(In) -> Fut,
-    Fut: Future,
-{
+impl<Fut: Future> Future for OkOutput<Fut> {
     type Output = Result<Fut::Output, TaskError>;
 
     #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let CallProj::Start { .. } = self.as_mut().project() {
-            if let CallReplace::Start { task, input } = self.as_mut().project_replace(Call::Calling)
-            {
-                self.set(Call::Running {
-                    future: task(input),
-                });
-            }
-        }
-        match self.project() {
-            CallProj::Running { future } => future.poll(cx).map(Ok),
-            // `Calling` is left only by a panic in the closure, which `Guarded` turns into the
-            // task's result: the task is never polled again.
-            CallProj::Start { .. } | CallProj::Calling => {
-                unreachable!("an async task polled after its closure panicked")
-            }
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().future.poll(cx).map(Ok)
     }
 }
 
@@ -231,32 +199,15 @@ mod tests {
         std::mem::size_of::<T>()
     }
 
-    /// Every async task's cell holds this wrapper: it must stay smaller than the `async` block
-    /// it stands for.
+    /// Every async task's cell holds this wrapper around the task's future: it must add
+    /// nothing to it.
     #[test]
-    fn call_is_smaller_than_the_async_block() {
-        async fn as_block<F, In, Fut>(task: F, input: In) -> Result<Fut::Output, TaskError>
-        where
-            F: FnOnce(In) -> Fut,
-            Fut: Future,
-        {
-            Ok(task(input).await)
+    fn ok_output_adds_no_byte() {
+        async fn plus_one(x: u64) -> u64 {
+            x + 1
         }
-        let task = |x: u64| async move { x + 1 };
-        let call = Call::new(task, 1u64);
-        let block = as_block(task, 1u64);
-        assert!(
-            size_of_val(&call) < size_of_val(&block),
-            "Call: {} bytes, async block: {} bytes",
-            size_of_val(&call),
-            size_of_val(&block)
-        );
-    }
-
-    #[test]
-    fn a_panic_in_the_closure_is_the_tasks_panic() {
-        let task = |x: u64| -> std::future::Ready<u64> { panic!("no future for {x}") };
-        let result = futures::executor::block_on(Guarded::new(Call::new(task, 3u64)));
-        assert_eq!(result.unwrap_err().panic_message(), Some("no future for 3"));
+        let future = plus_one(1);
+        let bare = size_of_val(&future);
+        assert_eq!(size_of_val(&OkOutput::new(future)), bare);
     }
 }
