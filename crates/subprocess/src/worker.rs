@@ -196,15 +196,14 @@ impl Channel {
                 Ok(None) => return,
                 Err(_) => std::process::exit(EXIT_SETUP_FAILED),
             };
-            let body = reader.body(&frame);
             match frame.tag {
                 protocol::RUN => {
-                    let mut buf = self.spare.borrow_mut().pop().unwrap_or_default();
-                    buf.extend_from_slice(body);
-                    self.pending.borrow_mut().push_back(buf);
+                    let body = reader
+                        .take_body(&frame, || self.spare.borrow_mut().pop().unwrap_or_default());
+                    self.pending.borrow_mut().push_back(body);
                 }
                 protocol::CANCEL => {
-                    let Some((id, _)) = protocol::split_id(body) else {
+                    let Some((id, _)) = protocol::split_id(reader.body(&frame)) else {
                         std::process::exit(EXIT_SETUP_FAILED);
                     };
                     drop(reader);
@@ -358,7 +357,9 @@ impl Channel {
 
     fn recycle(&self, mut buf: Vec<u8>) {
         let mut spare = self.spare.borrow_mut();
-        if spare.len() < 8 && buf.capacity() <= 16 << 20 {
+        // Spares receive the bodies of frames up to `LARGE` only (larger ones arrive in their
+        // own buffer): keeping bigger ones would hold memory that no frame reuses.
+        if spare.len() < 8 && buf.capacity() <= 2 * protocol::LARGE {
             buf.clear();
             spare.push(buf);
         }
