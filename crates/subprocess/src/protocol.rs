@@ -304,9 +304,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const MIN_ROOM: usize = 4096;
 /// Frames longer than this get a buffer of their own, sized to them. Shorter ones share the
 /// reused buffer, which therefore never grows much past this: a medium frame that came once
-/// costs at most this much memory kept (it was 16 MiB before large frames had their own
-/// buffer), and repeated ones find the buffer warm, which costs less than a fresh buffer's page
-/// faults (a 1 MiB payload takes the same path as before).
+/// costs at most this much memory kept, and repeated ones find the buffer warm, which costs
+/// less than a fresh buffer's page faults.
 pub(crate) const LARGE: usize = 4 << 20;
 /// Most a large frame's buffer reserves ahead of the bytes received. Up to this, a frame is read
 /// into one allocation of exactly its size; beyond it, capacity at most doubles per step. Pages
@@ -348,7 +347,8 @@ impl FrameReader {
         Some(u32::from_le_bytes([have[0], have[1], have[2], have[3]]) as usize)
     }
 
-    /// Reads once, blocking, after making room. `Ok(false)` on end of stream.
+    /// Reads, blocking, after making room: once, or inside a large frame until the room made
+    /// for it is full or the stream runs dry. `Ok(false)` on end of stream.
     pub(crate) fn fill(&mut self, stream: &mut impl Read) -> io::Result<bool> {
         // The body handed out last was valid until now.
         self.done = Vec::new();
