@@ -27,9 +27,9 @@ use siphasher::sip::SipHasher24;
 
 use crate::protocol;
 
-/// A blocking trampoline: decodes the input, runs the task, appends the encoded output to `out`.
-/// On error `out` may hold a partial encoding; the caller truncates it.
-pub(crate) type BlockingFn = fn(&[u8], &mut Vec<u8>) -> Result<(), TaskError>;
+/// A blocking trampoline: decodes the input (then releases it), runs the task, appends the
+/// encoded output to `out`. On error `out` may hold a partial encoding; the caller truncates it.
+pub(crate) type BlockingFn = fn(protocol::Input<'_>, &mut Vec<u8>) -> Result<(), TaskError>;
 
 /// The future an async trampoline returns: the task's future, then its encoded output.
 pub(crate) type AsyncRun = Pin<Box<dyn Future<Output = Result<Vec<u8>, TaskError>> + Send>>;
@@ -269,13 +269,15 @@ fn encode_output<Out: Serialize>(output: &Out, out: &mut Vec<u8>) -> Result<(), 
     }
 }
 
-fn run_blocking<F, In, Out>(input: &[u8], out: &mut Vec<u8>) -> Result<(), TaskError>
+fn run_blocking<F, In, Out>(input: protocol::Input<'_>, out: &mut Vec<u8>) -> Result<(), TaskError>
 where
     F: Fn(In) -> Out + Copy,
     In: DeserializeOwned,
     Out: Serialize,
 {
-    let input: In = decode_input(input)?;
+    let decoded: Result<In, TaskError> = decode_input(input.bytes());
+    input.release();
+    let input = decoded?;
     let task: F = conjure::<F>();
     let output = catch_task(move || task(input))?;
     let encoded = encode_output(&output, out);
@@ -329,7 +331,7 @@ mod tests {
         let mut input = Vec::new();
         protocol::encode_into(&14u32, &mut input).unwrap();
         let mut out = Vec::new();
-        f(&input, &mut out).unwrap();
+        f(protocol::Input::new(&mut input, 0), &mut out).unwrap();
         assert_eq!(protocol::decode::<u32>(&out).unwrap(), 42);
     }
 

@@ -23,7 +23,6 @@ use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
@@ -820,7 +819,7 @@ impl Shared {
     /// A worker's reader thread: resolves its results until it dies, then settles its tasks.
     fn read_worker(self: Arc<Self>, conn: &Conn, mut child: Child) {
         let mut reader = FrameReader::new();
-        let mut done: Vec<(Box<dyn Complete>, bool, Range<usize>)> = Vec::new();
+        let mut done: Vec<(Box<dyn Complete>, bool, protocol::FrameRef)> = Vec::new();
         let mut jobs = Vec::new();
         let timed = self.config.timeout.is_some();
         let mut spin_until: Option<Instant> = None;
@@ -829,19 +828,24 @@ impl Shared {
             // For a short while after activity, poll without sleeping: the next frame usually
             // follows within microseconds (a task's result after its STARTED, the next task of a
             // caller that waits for each result), and a sleeping reader costs a wake-up each.
+            // Not inside a large frame: its sender is writing the rest, so a blocking read waits
+            // no longer than the transfer, and reads into the frame's uninitialized capacity
+            // (`NoWait` implements only `read`, so `read_to_end` would zero-fill it first).
             let filled = match spin_until {
-                Some(until) => match reader.fill(&mut NoWait(&conn.stream)) {
-                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                        if Instant::now() >= until {
-                            spin_until = None;
-                            spinner.stop();
+                Some(until) if !reader.in_large_frame() => {
+                    match reader.fill(&mut NoWait(&conn.stream)) {
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                            if Instant::now() >= until {
+                                spin_until = None;
+                                spinner.stop();
+                            }
+                            thread::yield_now();
+                            continue;
                         }
-                        thread::yield_now();
-                        continue;
+                        other => other,
                     }
-                    other => other,
-                },
-                None => reader.fill(&mut &conn.stream),
+                }
+                _ => reader.fill(&mut &conn.stream),
             };
             // Until end of stream (the worker exited or was killed) or a read error.
             if !matches!(filled, Ok(true)) {
@@ -874,8 +878,7 @@ impl Shared {
                         }
                         protocol::DONE_OK | protocol::DONE_ERR => {
                             if let Some(completer) = Self::on_done(&mut core, conn, id) {
-                                let payload = frame.body.start + 8..frame.body.end;
-                                done.push((completer, frame.tag == protocol::DONE_OK, payload));
+                                done.push((completer, frame.tag == protocol::DONE_OK, frame));
                             }
                         }
                         _ => {
@@ -887,8 +890,9 @@ impl Shared {
                 self.dispatch(&mut core, &mut jobs);
                 self.notify_if_idle(&core);
             }
-            for (completer, ok, payload) in done.drain(..) {
-                let payload = reader.slice(payload);
+            for (completer, ok, frame) in done.drain(..) {
+                // `split_id` accepted this body above: it holds an id.
+                let payload = &reader.body(&frame)[8..];
                 deliver(|| completer.complete(ok, payload));
             }
             self.write(&mut jobs);

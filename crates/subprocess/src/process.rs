@@ -32,6 +32,8 @@ pub(crate) const EXIT_MISMATCH: i32 = 97;
 pub(crate) const EXIT_INIT_FAILED: i32 = 98;
 /// Exit code of a worker that could not set itself up or lost its parent.
 pub(crate) const EXIT_SETUP_FAILED: i32 = 99;
+/// Longest frame the parent accepts during the handshake.
+const HANDSHAKE_FRAME_LIMIT: usize = 64 << 10;
 
 /// What this process is started as, decided once.
 pub(crate) fn worker_parent() -> Option<Pid> {
@@ -178,7 +180,9 @@ impl Started {
 
     /// Waits (until the handshake deadline) for the worker's answer.
     pub(crate) fn greet(mut self) -> Result<Spawned, StartError> {
-        let mut reader = FrameReader::new();
+        // `READY` and `REFUSED` are small; a longer frame is refused at its header, so the
+        // deadline below is checked between reads that each wait at most until it.
+        let mut reader = FrameReader::with_limit(HANDSHAKE_FRAME_LIMIT);
         let reply = loop {
             match reader.next_frame() {
                 Ok(Some(frame)) => break Ok(frame),

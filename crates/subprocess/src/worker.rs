@@ -196,15 +196,14 @@ impl Channel {
                 Ok(None) => return,
                 Err(_) => std::process::exit(EXIT_SETUP_FAILED),
             };
-            let body = reader.body(&frame);
             match frame.tag {
                 protocol::RUN => {
-                    let mut buf = self.spare.borrow_mut().pop().unwrap_or_default();
-                    buf.extend_from_slice(body);
-                    self.pending.borrow_mut().push_back(buf);
+                    let body = reader
+                        .take_body(&frame, || self.spare.borrow_mut().pop().unwrap_or_default());
+                    self.pending.borrow_mut().push_back(body);
                 }
                 protocol::CANCEL => {
-                    let Some((id, _)) = protocol::split_id(body) else {
+                    let Some((id, _)) = protocol::split_id(reader.body(&frame)) else {
                         std::process::exit(EXIT_SETUP_FAILED);
                     };
                     drop(reader);
@@ -324,7 +323,7 @@ impl Channel {
     }
 
     /// Runs a blocking trampoline, encoding its output straight into the output buffer.
-    fn run_blocking(&self, id: u64, f: crate::entry::BlockingFn, input: &[u8]) {
+    fn run_blocking(&self, id: u64, f: crate::entry::BlockingFn, input: protocol::Input<'_>) {
         // Taken out of the cell while the task runs: no borrow is held across user code.
         let mut buf = std::mem::take(&mut *self.out.borrow_mut());
         let start = protocol::begin_frame(&mut buf, protocol::DONE_OK);
@@ -358,7 +357,9 @@ impl Channel {
 
     fn recycle(&self, mut buf: Vec<u8>) {
         let mut spare = self.spare.borrow_mut();
-        if spare.len() < 8 && buf.capacity() <= 16 << 20 {
+        // Spares receive the bodies of frames up to `LARGE` only (larger ones arrive in their
+        // own buffer): keeping bigger ones would hold memory that no frame reuses.
+        if spare.len() < 8 && buf.capacity() <= 2 * protocol::LARGE {
             buf.clear();
             spare.push(buf);
         }
@@ -406,10 +407,10 @@ fn execute(stream: Async<UnixStream>, key: &Key, timeout: Option<Duration>) {
             chan.drain();
             let mut last_drain = Instant::now();
             loop {
-                let Some(body) = chan.pending.borrow_mut().pop_front() else {
+                let Some(mut body) = chan.pending.borrow_mut().pop_front() else {
                     break;
                 };
-                run(&chan, &ex, key, timeout, &body);
+                run(&chan, &ex, key, timeout, &mut body);
                 chan.recycle(body);
                 if last_drain.elapsed() >= DRAIN_AFTER {
                     chan.drain();
@@ -452,12 +453,13 @@ fn run<'a>(
     ex: &LocalExecutor<'a>,
     key: &Key,
     timeout: Option<Duration>,
-    body: &[u8],
+    body: &mut Vec<u8>,
 ) {
     let Some(run) = protocol::parse_run(body) else {
         std::process::exit(EXIT_SETUP_FAILED);
     };
     let id = run.id;
+    let input_start = body.len() - run.input.len();
     if run.addr.kind == Kind::Blocking {
         // Before `STARTED` is written: from then on the parent may ask to stop this task.
         crate::stop::running(id);
@@ -465,7 +467,7 @@ fn run<'a>(
     chan.started(id);
     match run.addr.kind {
         Kind::Blocking => match key.resolve_blocking(run.addr) {
-            Ok(f) => chan.run_blocking(id, f, run.input),
+            Ok(f) => chan.run_blocking(id, f, protocol::Input::new(body, input_start)),
             Err(err) => {
                 crate::stop::finished();
                 chan.push_error(id, &err);
