@@ -13,7 +13,7 @@
 //! and only the parent (which computed the distance from a real trampoline) knows the key. A
 //! corrupted or forged frame is refused with an error, never jumped into.
 //!
-//! This module and `stop` are the only ones of the crate allowed to use `unsafe`.
+//! This module, `stop` and `inherited` are the only ones of the crate allowed to use `unsafe`.
 #![allow(unsafe_code)]
 
 use std::future::Future;

@@ -53,6 +53,7 @@
 
 mod entry;
 mod error;
+mod inherited;
 mod pool;
 mod process;
 mod protocol;

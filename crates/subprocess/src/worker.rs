@@ -27,6 +27,7 @@ use rustix::net::SendFlags;
 use rustix::process::{Pid, Signal};
 
 use crate::entry::{Key, Kind};
+use crate::inherited;
 use crate::process::{self, EXIT_INIT_FAILED, EXIT_MISMATCH, EXIT_SETUP_FAILED};
 use crate::protocol::{self, FrameReader, Hello, PROTOCOL_VERSION, Ready};
 
@@ -53,6 +54,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn serve(parent: Pid) -> i32 {
     SERVING.store(true, Ordering::Relaxed);
+    // First, before this process opens anything of its own (see the module's invariant).
+    inherited::close_inherited();
     // The protocol socket arrived as stdin. Move it to a close-on-exec descriptor (so processes
     // that tasks start do not inherit it) and give fd 0 to /dev/null (so a task that reads stdin
     // reads nothing instead of the protocol).
