@@ -51,6 +51,12 @@ pub trait Executor: Send + Sync {
         Out: Portable;
 
     /// Submits an async task: `task(input)` makes a future, which the backend drives.
+    ///
+    /// Where `task(input)` itself is called depends on the backend: on the event loop, at
+    /// submission on the calling thread (only the future goes to the loop); on a pool thread; or
+    /// in a worker process. Keep a task's work inside its `async` block, and the call is only
+    /// the making of a future everywhere. A panic in `task` is the task's
+    /// [`TaskError::Panicked`](crate::TaskError::Panicked) on every backend.
     fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
     where
         F: AsyncTask<In, Fut>,
