@@ -590,47 +590,16 @@ impl Waiting {
     }
 }
 
-/// The CPU kernel: how many primes in `lo..hi`, by trial division. A plain `fn` item is a
-/// portable task like a non-capturing closure.
-fn count_primes((lo, hi): (u64, u64)) -> u64 {
-    fn is_prime(n: u64) -> bool {
-        if n < 4 {
-            return n >= 2;
-        }
-        if n % 2 == 0 {
-            return false;
-        }
-        let mut d = 3;
-        while d * d <= n {
-            if n % d == 0 {
-                return false;
-            }
-            d += 2;
-        }
-        true
-    }
-    (lo..hi).filter(|&n| is_prime(n)).count() as u64
-}
-
-/// `0..limit` in `chunks` ranges of equal width.
-fn chunks(limit: u64, chunks: u64) -> Vec<(u64, u64)> {
-    let width = limit.div_ceil(chunks).max(1);
-    (0..limit)
-        .step_by(width as usize)
-        .map(|lo| (lo, (lo + width).min(limit)))
-        .collect()
-}
-
 /// The chunks one after another on this thread: (primes, wall time).
 fn run_serial(ranges: &[(u64, u64)]) -> (u64, Duration) {
     let start = Instant::now();
-    let primes = ranges.iter().map(|&r| count_primes(r)).sum();
+    let primes = ranges.iter().map(|&r| common::count_primes(r)).sum();
     (primes, start.elapsed())
 }
 
 /// The serial baseline: the primes to expect, and a first timing (warming the CPU up).
 fn serial_baseline(s: &Settings) -> Serial {
-    let ranges = chunks(s.cpu_work, s.cpu_chunks);
+    let ranges = common::ranges(s.cpu_work, s.cpu_chunks);
     let (primes, first) = run_serial(&ranges);
     let (_, second) = run_serial(&ranges);
     Serial {
@@ -644,7 +613,7 @@ fn serial_baseline(s: &Settings) -> Serial {
 /// machine may be busy with other work, so each repetition runs the two back to back and the
 /// best of each is kept.
 fn measure_cpu<E: Executor>(exec: &E, s: &Settings, serial: &mut Serial) -> Result<Cpu, String> {
-    let ranges = chunks(s.cpu_work, s.cpu_chunks);
+    let ranges = common::ranges(s.cpu_work, s.cpu_chunks);
     let mut best = Duration::MAX;
     let mut best_serial = Duration::MAX;
     // Two more pairs than the other rows repeat: CPU timings suffer most from a busy machine,
@@ -652,7 +621,7 @@ fn measure_cpu<E: Executor>(exec: &E, s: &Settings, serial: &mut Serial) -> Resu
     for _ in 0..s.reps + 2 {
         best_serial = best_serial.min(run_serial(&ranges).1);
         let start = Instant::now();
-        let primes: u64 = join_ok(exec.spawn_all(ranges.iter().copied(), count_primes))?
+        let primes: u64 = join_ok(exec.spawn_all(ranges.iter().copied(), common::count_primes))?
             .into_iter()
             .sum();
         best = best.min(start.elapsed());

@@ -30,27 +30,6 @@ options:
   --below N    count the primes below N (default 5,000,000, --quick 1,000,000)
   --chunks N   split the range into N tasks (default 8 per worker)";
 
-/// How many primes in `lo..hi`, by trial division: deliberately CPU-bound.
-fn count_primes((lo, hi): (u64, u64)) -> u64 {
-    fn is_prime(n: u64) -> bool {
-        if n < 4 {
-            return n >= 2;
-        }
-        if n % 2 == 0 {
-            return false;
-        }
-        let mut divisor = 3;
-        while divisor * divisor <= n {
-            if n % divisor == 0 {
-                return false;
-            }
-            divisor += 2;
-        }
-        true
-    }
-    (lo..hi).filter(|&n| is_prime(n)).count() as u64
-}
-
 fn main() -> common::Res {
     polyexec::init();
     let mut args = common::Common::parse(USAGE)?;
@@ -63,11 +42,7 @@ fn main() -> common::Res {
     let workers = exec.workers();
     // Several chunks per worker balance the load: higher ranges cost more per number.
     let chunks = chunks.unwrap_or(8 * workers as u64).max(1);
-    let width = below.div_ceil(chunks).max(1);
-    let ranges: Vec<(u64, u64)> = (0..below)
-        .step_by(width as usize)
-        .map(|lo| (lo, (lo + width).min(below)))
-        .collect();
+    let ranges = common::ranges(below, chunks);
     println!(
         "backend: {} (workers: {workers}); primes below {}, {} chunks",
         exec.backend_name(),
@@ -76,7 +51,8 @@ fn main() -> common::Res {
     );
 
     // Best of two runs each: the first may meet a cold CPU or a busy machine.
-    let (serial, serial_time) = best_of_two(|| Ok(ranges.iter().map(|&r| count_primes(r)).sum()))?;
+    let (serial, serial_time) =
+        best_of_two(|| Ok(ranges.iter().map(|&r| common::count_primes(r)).sum()))?;
     println!(
         "serial, on this thread: {} primes in {:.0} ms",
         common::thousands(serial),
@@ -87,7 +63,7 @@ fn main() -> common::Res {
     // preferred chunk is large would send them all to one worker.
     let one_by_one = MapOptions::new().chunk_size(1);
     let (parallel, parallel_time) = best_of_two(|| {
-        exec.map_with(ranges.iter().copied(), count_primes, one_by_one)
+        exec.map_with(ranges.iter().copied(), common::count_primes, one_by_one)
             .sum::<Result<u64, TaskError>>()
     })?;
     assert_eq!(parallel, serial, "the backend counted differently");

@@ -211,3 +211,34 @@ pub(crate) fn thousands(n: u64) -> String {
     }
     out
 }
+
+/// The CPU kernel of `cpu_bound` and `compare`: how many primes in `lo..hi`, by trial division,
+/// deliberately CPU-bound. A plain `fn` item is a portable task like a non-capturing closure.
+pub(crate) fn count_primes((lo, hi): (u64, u64)) -> u64 {
+    fn is_prime(n: u64) -> bool {
+        if n < 4 {
+            return n >= 2;
+        }
+        if n % 2 == 0 {
+            return false;
+        }
+        let mut divisor = 3;
+        while divisor * divisor <= n {
+            if n % divisor == 0 {
+                return false;
+            }
+            divisor += 2;
+        }
+        true
+    }
+    (lo..hi).filter(|&n| is_prime(n)).count() as u64
+}
+
+/// `0..limit` in `chunks` ranges of equal width (the last one may be shorter).
+pub(crate) fn ranges(limit: u64, chunks: u64) -> Vec<(u64, u64)> {
+    let width = limit.div_ceil(chunks.max(1)).max(1);
+    (0..limit)
+        .step_by(width as usize)
+        .map(|lo| (lo, (lo + width).min(limit)))
+        .collect()
+}

@@ -563,6 +563,30 @@ pub fn join_timeout_then_join<E: Executor + 'static>(make: &dyn Fn() -> E) {
     exec.shutdown();
 }
 
+/// The open descriptors of this process, each as `number -> target`, sorted: compared before
+/// and after a backend's lifetime, by the leak tests of every backend.
+pub fn open_fds() -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            format!("{} -> {target}", e.file_name().to_string_lossy())
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// The number of threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("read /proc/self/task")
+        .count()
+}
+
 /// A path inside a fresh temp directory; the directory lives as long as the returned guard.
 pub fn scratch_file(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = temp_dir();

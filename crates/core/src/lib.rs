@@ -35,6 +35,7 @@
 mod block;
 mod error;
 mod executor;
+mod gate;
 mod handle;
 mod inline;
 mod join;
@@ -50,6 +51,7 @@ pub mod conformance;
 pub use block::{EventLoopThread, block_on, enter_event_loop, is_event_loop_thread};
 pub use error::{BuildError, CodecError, CodecStage, Panic, TaskError, WorkerExit};
 pub use executor::{Executor, MapOptions};
+pub use gate::SubmitGate;
 pub use handle::{Cancel, Resolver, TaskHandle};
 pub use inline::Inline;
 pub use join::{

@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use futures::task::AtomicWaker;
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Executor, Portable, TaskError, TaskHandle,
+    AsyncTask, BlockingTask, BuildError, Executor, Portable, SubmitGate, TaskError, TaskHandle,
     assert_portable, catch_task,
 };
 use slab::Slab;
 
-use crate::gate::Gate;
 use crate::runner;
 use crate::task::{Guarded, OkOutput, Timeout, run_local};
 
@@ -32,7 +31,7 @@ const STOPPING: u8 = 2;
 /// State shared by the [`EventLoop`], its threads and its waiting tasks.
 pub(crate) struct Shared {
     pub(crate) executor: async_executor::Executor<'static>,
-    gate: Gate,
+    gate: SubmitGate,
     phase: AtomicU8,
     /// Set by the first thread that finds nothing left to run while draining; the loop
     /// threads then exit.
@@ -602,7 +601,7 @@ impl EventLoopBuilder {
         polyexec_core::install_panic_hook();
         let shared = Arc::new(Shared {
             executor: async_executor::Executor::new(),
-            gate: Gate::default(),
+            gate: SubmitGate::default(),
             phase: AtomicU8::new(RUNNING),
             drained: AtomicBool::new(false),
             idle: (0..size).map(|_| AtomicWaker::new()).collect(),

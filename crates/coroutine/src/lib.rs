@@ -44,7 +44,6 @@
 #![forbid(unsafe_code)]
 
 mod event_loop;
-mod gate;
 mod runner;
 mod task;
 

@@ -5,31 +5,8 @@
 use std::time::Duration;
 
 use polyexec_core::Executor;
+use polyexec_core::conformance::{open_fds, thread_count};
 use polyexec_coroutine::EventLoop;
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("read /proc/self/task")
-        .count()
-}
-
-/// This process's open descriptors and what they point to.
-fn open_fds() -> Vec<String> {
-    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .flatten()
-        .map(|e| {
-            let target = std::fs::read_link(e.path()).unwrap_or_default();
-            format!(
-                "{} -> {}",
-                e.file_name().to_string_lossy(),
-                target.display()
-            )
-        })
-        .collect();
-    fds.sort();
-    fds
-}
 
 fn exercise(event_loop: &EventLoop) {
     let sleepers: Vec<_> = (0..50u64)

@@ -27,7 +27,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-mod gate;
 mod pool;
 mod worker;
 

@@ -10,12 +10,11 @@ use std::thread::{self, JoinHandle};
 use async_task::Runnable;
 use crossbeam_channel::{Receiver, Sender};
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Executor, Portable, TaskError, TaskHandle,
+    AsyncTask, BlockingTask, BuildError, Executor, Portable, SubmitGate, TaskError, TaskHandle,
     assert_portable, catch_async, catch_task,
 };
 use slab::Slab;
 
-use crate::gate::Gate;
 use crate::worker;
 
 /// A message to the workers.
@@ -29,7 +28,7 @@ pub(crate) enum Msg {
 pub(crate) struct Shared {
     pub(crate) tx: Sender<Msg>,
     pub(crate) rx: Receiver<Msg>,
-    gate: Gate,
+    gate: SubmitGate,
     /// Set by an immediate shutdown: queued and woken tasks are dropped instead of run (their
     /// handles resolve with `ShutDown`).
     pub(crate) aborting: AtomicBool,
@@ -446,7 +445,7 @@ impl ThreadPoolBuilder {
         let shared = Arc::new(Shared {
             tx,
             rx,
-            gate: Gate::default(),
+            gate: SubmitGate::default(),
             aborting: AtomicBool::new(false),
             live_async: Mutex::new(Slab::new()),
             async_done: Condvar::new(),

@@ -2,13 +2,8 @@
 //! file, so no other test's threads are counted.)
 
 use polyexec_core::Executor;
+use polyexec_core::conformance::{open_fds, thread_count};
 use polyexec_thread::ThreadPool;
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc is mounted")
-        .count()
-}
 
 /// Waits until the thread count is `expected`. A joined thread leaves `/proc/self/task` a moment
 /// after `join` returns (the kernel wakes the joiner before it finishes tearing the thread down),
@@ -26,24 +21,6 @@ fn assert_thread_count_settles(expected: usize, context: &str) {
         );
         std::thread::yield_now();
     }
-}
-
-/// This process's open descriptors and what they point to.
-fn open_fds() -> Vec<String> {
-    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .expect("/proc is mounted")
-        .flatten()
-        .map(|e| {
-            let target = std::fs::read_link(e.path()).unwrap_or_default();
-            format!(
-                "{} -> {}",
-                e.file_name().to_string_lossy(),
-                target.display()
-            )
-        })
-        .collect();
-    fds.sort();
-    fds
 }
 
 #[test]

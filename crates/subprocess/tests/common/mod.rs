@@ -1,6 +1,7 @@
 //! Helpers shared by the subprocess backend's integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub use polyexec_core::conformance::{open_fds, thread_count};
 use polyexec_subprocess::ProcessPool;
 
 /// A pool of `workers` processes, failing the test if it cannot start.
@@ -44,22 +45,6 @@ pub fn children() -> Vec<u32> {
         }
     }
     found
-}
-
-/// The open file descriptors of this process.
-pub fn open_fds() -> Vec<String> {
-    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .flatten()
-        .map(|e| {
-            let target = std::fs::read_link(e.path())
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            format!("{} -> {target}", e.file_name().to_string_lossy())
-        })
-        .collect();
-    fds.sort();
-    fds
 }
 
 /// Whether a process with this pid exists (zombies included).
@@ -190,13 +175,6 @@ pub fn has_exited(pid: u32) -> bool {
             .is_some_and(|state| state == "Z" || state == "X"),
         Err(_) => true,
     }
-}
-
-/// The number of threads of this process.
-pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("read /proc/self/task")
-        .count()
 }
 
 /// Names in `/tmp` and `/dev/shm` that look like this project's (contain "polyexec", any case).

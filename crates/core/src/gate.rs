@@ -1,4 +1,4 @@
-//! The submission gate: lets `shutdown` close the queue with no lock on the submit path.
+//! [`SubmitGate`]: lets a backend's shutdown close submission with no lock on the submit path.
 
 #[cfg(polyexec_loom)]
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -13,21 +13,40 @@ use std::thread::yield_now;
 /// Set in the state once the gate is closed; the remaining bits count submitters inside.
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
-/// Counts submitters between `enter` and `leave`, and refuses new ones once closed.
+/// Counts submitters between `enter` and `leave`, and refuses new ones once closed: the
+/// submission gate of the thread pool and of the event loop, for backend implementors.
 ///
-/// Invariant: after [`close`](Gate::close) returns, no submitter is inside and none will enter,
+/// A submitter calls [`enter`](Self::enter), pushes its task to the backend's queue, then
+/// [`leave`](Self::leave); shutdown calls [`close`](Self::close) and then queues whatever ends
+/// the workers, which are sure to find every accepted task ahead of it. The submit path costs two
+/// atomic read-modify-writes and takes no lock.
+///
+/// Invariant: after [`close`](Self::close) returns, no submitter is inside and none will enter,
 /// so everything any submitter pushed to the queue was pushed before `close` returned. `leave`
 /// uses `Release` and `close` reads with `Acquire`, so those pushes happen-before whatever the
 /// closer does next (such as queueing stop messages behind them).
+///
+/// # Examples
+///
+/// ```
+/// use polyexec_core::SubmitGate;
+///
+/// let gate = SubmitGate::default();
+/// assert!(gate.enter()); // submitting: push the task, then leave
+/// gate.leave();
+/// gate.close(); // shutting down: every accepted task is queued by now
+/// assert!(gate.is_closed());
+/// assert!(!gate.enter()); // refused: resolve the handle with `ShutDown`
+/// ```
 #[derive(Debug, Default)]
-pub(crate) struct Gate {
+pub struct SubmitGate {
     state: AtomicUsize,
 }
 
-impl Gate {
+impl SubmitGate {
     /// Enters the gate; `false` (and nothing to undo) if it is closed.
     #[inline]
-    pub(crate) fn enter(&self) -> bool {
+    pub fn enter(&self) -> bool {
         let prev = self.state.fetch_add(1, Ordering::Acquire);
         if prev & CLOSED != 0 {
             self.state.fetch_sub(1, Ordering::Release);
@@ -36,14 +55,14 @@ impl Gate {
         true
     }
 
-    /// Leaves the gate after a successful [`enter`](Gate::enter).
+    /// Leaves the gate after a successful [`enter`](Self::enter).
     #[inline]
-    pub(crate) fn leave(&self) {
+    pub fn leave(&self) {
         self.state.fetch_sub(1, Ordering::Release);
     }
 
     /// Closes the gate and waits for the submitters inside to leave. Idempotent.
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         self.state.fetch_or(CLOSED, Ordering::AcqRel);
         // Submitters inside only push to an unbounded queue, which does not block: the wait is
         // a handful of instructions long.
@@ -52,7 +71,8 @@ impl Gate {
         }
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
+    /// `true` once [`close`](Self::close) has begun.
+    pub fn is_closed(&self) -> bool {
         self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 }
@@ -63,7 +83,7 @@ mod tests {
 
     #[test]
     fn refuses_after_close() {
-        let gate = Gate::default();
+        let gate = SubmitGate::default();
         assert!(gate.enter());
         gate.leave();
         gate.close();
@@ -78,7 +98,7 @@ mod tests {
         use std::sync::Arc;
         use std::sync::atomic::AtomicBool;
 
-        let gate = Arc::new(Gate::default());
+        let gate = Arc::new(SubmitGate::default());
         let left = Arc::new(AtomicBool::new(false));
         assert!(gate.enter());
         let closer = {
@@ -96,9 +116,8 @@ mod tests {
     }
 }
 
-/// Exhaustive interleavings of submitters racing a closer, under loom (the same model as the
-/// thread pool's gate, which this one copies):
-/// `RUSTFLAGS="--cfg polyexec_loom" cargo test -p polyexec-coroutine --release --lib loom`.
+/// Exhaustive interleavings of submitters racing a closer, under loom:
+/// `RUSTFLAGS="--cfg polyexec_loom" cargo test -p polyexec-core --release --lib loom`.
 #[cfg(all(test, polyexec_loom))]
 mod loom_tests {
     use super::*;
@@ -107,24 +126,23 @@ mod loom_tests {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Msg {
         Task(usize),
-        /// What the loop's shutdown does once the gate is closed (mark the loop draining).
-        Closed,
+        Stop,
     }
 
-    /// A submitter that got in has its task spawned before the closer goes on; one that was
-    /// refused spawned nothing; the gate never reopens.
+    /// The pool's shutdown protocol in miniature: a submitter that got in has its task queued
+    /// before the closer's stop message; one that was refused queued nothing.
     #[test]
-    fn loom_accepted_work_precedes_the_close() {
+    fn loom_accepted_work_precedes_stop() {
         loom::model(|| {
-            let gate = Arc::new(Gate::default());
-            let spawned = Arc::new(Mutex::new(Vec::new()));
+            let gate = Arc::new(SubmitGate::default());
+            let queue = Arc::new(Mutex::new(Vec::new()));
             let submitters: Vec<_> = (0..2)
                 .map(|id| {
                     let gate = Arc::clone(&gate);
-                    let spawned = Arc::clone(&spawned);
+                    let queue = Arc::clone(&queue);
                     loom::thread::spawn(move || {
                         if gate.enter() {
-                            spawned.lock().unwrap().push(Msg::Task(id));
+                            queue.lock().unwrap().push(Msg::Task(id));
                             gate.leave();
                             true
                         } else {
@@ -134,16 +152,16 @@ mod loom_tests {
                 })
                 .collect();
             gate.close();
-            spawned.lock().unwrap().push(Msg::Closed);
+            queue.lock().unwrap().push(Msg::Stop);
             let accepted: Vec<bool> = submitters.into_iter().map(|t| t.join().unwrap()).collect();
-            let spawned = spawned.lock().unwrap();
+            let queue = queue.lock().unwrap();
             assert_eq!(
-                spawned.last(),
-                Some(&Msg::Closed),
-                "a task spawned after the close: {spawned:?}"
+                queue.last(),
+                Some(&Msg::Stop),
+                "work queued after the stop: {queue:?}"
             );
             for (id, accepted) in accepted.into_iter().enumerate() {
-                assert_eq!(spawned.contains(&Msg::Task(id)), accepted, "{spawned:?}");
+                assert_eq!(queue.contains(&Msg::Task(id)), accepted, "{queue:?}");
             }
             assert!(!gate.enter(), "the gate reopened");
         });
