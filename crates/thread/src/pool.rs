@@ -2,13 +2,15 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
 
 use async_task::Runnable;
 use crossbeam_channel::{Receiver, Sender};
+use pin_project_lite::pin_project;
 use polyexec_core::{
     AsyncTask, BlockingTask, BuildError, Executor, Portable, SubmitGate, TaskError, TaskHandle,
     assert_portable, catch_async, catch_task,
@@ -280,9 +282,9 @@ impl ThreadPool {
                 shared: Arc::clone(shared),
                 key: entry.key(),
             };
-            let future = async move {
-                let _registration = registration;
-                future.await
+            let future = Registered {
+                future,
+                registration,
             };
             let schedule_shared = Arc::clone(shared);
             let (runnable, task) = async_task::spawn(future, move |r| schedule_shared.schedule(r));
@@ -302,6 +304,39 @@ async fn future_once<Fut: Future>(future: Fut) -> Fut::Output {
 
 fn drop_runnable(runnable: Runnable) {
     drop(runnable);
+}
+
+pin_project! {
+    /// An async task's future with its entry in the live list.
+    ///
+    /// `abort_pending` sets `aborting` and then wakes every live task, so that each is
+    /// rescheduled and dropped by `schedule`. A wake-up is lost, though, if it comes while the
+    /// task is already scheduled: a worker that took the task from the queue just before
+    /// `aborting` was set then polls it, the task returns `Pending`, and nothing would wake it
+    /// again (and `finish_shutdown` would wait for it forever). So after every `Pending`, the task
+    /// looks at `aborting` itself and, if set, wakes itself to be dropped. No wake-up can fall
+    /// between the two checks: `abort_pending` stores `aborting` (`Release`) before its wake-ups,
+    /// whose writes to the task's state the worker's `run` reads (`Acquire`) before this poll; a
+    /// wake-up that comes after the load instead finds the task running or idle, and reschedules
+    /// it.
+    struct Registered<F> {
+        #[pin]
+        future: F,
+        registration: Registration,
+    }
+}
+
+impl<F: Future> Future for Registered<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let poll = this.future.poll(cx);
+        if poll.is_pending() && this.registration.shared.aborting.load(Ordering::Acquire) {
+            cx.waker().wake_by_ref();
+        }
+        poll
+    }
 }
 
 /// Removes an async task from the live list when its future is dropped (finished or cancelled).
