@@ -1,0 +1,261 @@
+//! The reader thread of one worker: its `STARTED` and `DONE_*` frames, until it dies.
+//!
+//! # Invariants
+//!
+//! - Only frames of this worker's generation change a task's state ([`Shared::on_started`],
+//!   [`Shared::on_done`] check the task's [`Place`]); anything else is ignored, and a frame that
+//!   breaks the protocol gets the worker killed.
+//! - A handle is resolved by this thread as soon as its result is read, never behind another
+//!   handle's joiner.
+//! - When the stream ends, the slot is marked closed before the (possibly slow) reap, so no task
+//!   is sent to a dying worker; then [`Shared::on_death`] settles what it held.
+//!
+//! # Lock scope
+//!
+//! Taken once per batch of frames read: the frames are applied and the worker refilled under
+//! it; completions, writes and stop requests run after it is dropped. Never held while reading
+//! from the socket.
+
+use std::os::unix::net::UnixStream;
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::complete::{Complete, deliver};
+use super::shutdown::EXIT_GRACE;
+use super::{Conn, Core, Place, Shared, relock};
+use crate::entry::Kind;
+use crate::protocol::{self, FrameReader};
+use crate::{process, stop};
+
+/// How long a worker's reader polls without sleeping after the last frame it received.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Reader threads polling without sleeping, process-wide: at most half the processors' worth, so
+/// a pool with many workers on few processors does not spend them polling.
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
+/// One reader's claim on a place among [`SPINNERS`], released when it stops (or exits).
+#[derive(Default)]
+struct Spinner {
+    active: bool,
+}
+
+impl Spinner {
+    /// Claims a place (or keeps the one held); `false` if all are taken.
+    fn start(&mut self) -> bool {
+        if self.active {
+            return true;
+        }
+        static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let limit = *LIMIT
+            .get_or_init(|| thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)));
+        self.active = SPINNERS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok();
+        self.active
+    }
+
+    fn stop(&mut self) {
+        if std::mem::take(&mut self.active) {
+            SPINNERS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Reads without blocking (`MSG_DONTWAIT`) from a socket that is otherwise blocking.
+struct NoWait<'a>(&'a UnixStream);
+
+impl std::io::Read for NoWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        rustix::net::recv(self.0, buf, rustix::net::RecvFlags::DONTWAIT)
+            .map(|(n, _)| n)
+            .map_err(Into::into)
+    }
+}
+
+impl Shared {
+    /// A `STARTED` frame. Returns `true` if the task must be stopped: a blocking task that was
+    /// cancelled before the worker saw the cancel has started anyway.
+    fn on_started(&self, core: &mut Core, conn: &Conn, id: u64, now: Option<Instant>) -> bool {
+        let slot = &mut core.slots[conn.slot];
+        slot.served = true;
+        core.failures_in_row = 0;
+        let Some(entry) = core.tasks.get_mut(&id) else {
+            return false;
+        };
+        if entry.place
+            != (Place::Sent {
+                slot: conn.slot,
+                generation: conn.generation,
+            })
+        {
+            return false;
+        }
+        entry.place = Place::Started {
+            slot: conn.slot,
+            generation: conn.generation,
+        };
+        slot.unstarted -= 1;
+        slot.unstarted_bytes -= entry.bytes;
+        if entry.kind == Kind::Blocking {
+            slot.running_blocking += 1;
+        }
+        entry.frame = None;
+        if entry.completer.is_none() {
+            return entry.kind == Kind::Blocking;
+        }
+        if let Some(now) = now {
+            let kind = entry.kind;
+            self.arm_deadline(core, id, kind, now);
+        }
+        false
+    }
+
+    /// A `DONE_*` frame: the task's completer, if its handle still waits.
+    fn on_done(core: &mut Core, conn: &Conn, id: u64) -> Option<Box<dyn Complete>> {
+        let entry = core.tasks.get(&id)?;
+        let started = match entry.place {
+            Place::Sent { slot, generation }
+                if slot == conn.slot && generation == conn.generation =>
+            {
+                false
+            }
+            Place::Started { slot, generation }
+                if slot == conn.slot && generation == conn.generation =>
+            {
+                true
+            }
+            // Not this worker's task: a confused frame, ignored.
+            _ => return None,
+        };
+        let entry = core.tasks.remove(&id)?;
+        let slot = &mut core.slots[conn.slot];
+        // A result proves the worker served, as a `STARTED` frame does: a worker that served dies
+        // no crash-loop death, however idle it was when it died
+        // (tests/crash_loop_counts_only_idle_deaths.rs).
+        slot.served = true;
+        core.failures_in_row = 0;
+        slot.in_flight -= 1;
+        if !started {
+            slot.unstarted -= 1;
+            slot.unstarted_bytes -= entry.bytes;
+        } else if entry.kind == Kind::Blocking {
+            slot.running_blocking -= 1;
+        }
+        entry.completer
+    }
+
+    /// A worker's reader thread: resolves its results until it dies, then settles its tasks.
+    pub(super) fn read_worker(self: Arc<Self>, conn: &Conn, mut child: Child) {
+        let mut reader = FrameReader::new();
+        let mut done: Vec<(Box<dyn Complete>, bool, protocol::FrameRef)> = Vec::new();
+        let mut jobs = Vec::new();
+        let timed = self.config.timeout.is_some();
+        let mut spin_until: Option<Instant> = None;
+        let mut spinner = Spinner::default();
+        loop {
+            // For a short while after activity, poll without sleeping: the next frame usually
+            // follows within microseconds (a task's result after its STARTED, the next task of a
+            // caller that waits for each result), and a sleeping reader costs a wake-up each.
+            // Not inside a large frame: its sender is writing the rest, so a blocking read waits
+            // no longer than the transfer, and reads into the frame's uninitialized capacity
+            // (`NoWait` implements only `read`, so `read_to_end` would zero-fill it first).
+            let filled = match spin_until {
+                Some(until) if !reader.in_large_frame() => {
+                    match reader.fill(&mut NoWait(&conn.stream)) {
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                            if Instant::now() >= until {
+                                spin_until = None;
+                                spinner.stop();
+                            }
+                            thread::yield_now();
+                            continue;
+                        }
+                        other => other,
+                    }
+                }
+                _ => reader.fill(&mut &conn.stream),
+            };
+            // Until end of stream (the worker exited or was killed) or a read error.
+            if !matches!(filled, Ok(true)) {
+                break;
+            }
+            spin_until = spinner.start().then(|| Instant::now() + SPIN);
+            let mut stops = Vec::new();
+            let mut broken = false;
+            {
+                let mut core = self.lock();
+                let now = timed.then(Instant::now);
+                loop {
+                    let frame = match reader.next_frame() {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => break,
+                        Err(_) => {
+                            broken = true;
+                            break;
+                        }
+                    };
+                    let Some((id, _)) = protocol::split_id(reader.body(&frame)) else {
+                        broken = true;
+                        break;
+                    };
+                    match frame.tag {
+                        protocol::STARTED => {
+                            if self.on_started(&mut core, conn, id, now) {
+                                stops.push(id);
+                            }
+                        }
+                        protocol::DONE_OK | protocol::DONE_ERR => {
+                            if let Some(completer) = Self::on_done(&mut core, conn, id) {
+                                done.push((completer, frame.tag == protocol::DONE_OK, frame));
+                            }
+                        }
+                        _ => {
+                            broken = true;
+                            break;
+                        }
+                    }
+                }
+                self.dispatch(&mut core, &mut jobs);
+                self.notify_if_idle(&core);
+            }
+            for (completer, ok, frame) in done.drain(..) {
+                // `split_id` accepted this body above: it holds an id.
+                let payload = &reader.body(&frame)[8..];
+                deliver(|| completer.complete(ok, payload));
+            }
+            self.write(&mut jobs);
+            for id in stops.drain(..) {
+                stop::request_stop(conn.pid, id);
+            }
+            if broken {
+                // A worker that breaks the protocol cannot be trusted with more tasks.
+                relock(self.core.lock()).slots[conn.slot].killed = true;
+                process::kill(&conn.pidfd);
+            }
+        }
+        // From now on no task is sent to this worker (reaping may take up to `EXIT_GRACE`):
+        // a task submitted meanwhile waits for the replacement
+        // (tests/crash_loop_counts_only_idle_deaths.rs).
+        {
+            let mut core = self.lock();
+            let slot = &mut core.slots[conn.slot];
+            if slot.generation == conn.generation {
+                slot.closed = true;
+            }
+        }
+        let status = process::reap(&mut child, &conn.pidfd, EXIT_GRACE);
+        self.on_death(conn, status);
+    }
+}
