@@ -223,7 +223,7 @@ impl fmt::Display for Backend {
 /// let err = polyexec::Backend::from_name("green-threads").unwrap_err();
 /// assert!(err.to_string().contains("green-threads"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.describe())]
 pub struct UnknownBackend {
     name: String,
@@ -252,6 +252,13 @@ impl UnknownBackend {
                 available.join(", ")
             )
         }
+    }
+}
+
+/// `Debug` prints the `Display` sentence, so that a `main` returning `Box<dyn Error>` shows it.
+impl fmt::Debug for UnknownBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
     }
 }
 

@@ -54,7 +54,7 @@
 //! |---|---|---|---|
 //! | `thread` | a pool of OS threads | [`thread`] | yes |
 //! | `coroutine` | an event loop on one thread (or a few), the asyncio model | [`coroutine`] | no |
-//! | `subprocess` | a pool of worker processes (this program, started again) | [`subprocess`] | no |
+//! | `subprocess` | a pool of worker processes (this program, started again); **Linux ≥ 5.3 only** | [`subprocess`] | no |
 //!
 //! # Choosing at run time
 //!
@@ -76,9 +76,9 @@ mod backend;
 
 pub use backend::{AnyExecutor, Backend, UnknownBackend};
 pub use polyexec_core::{
-    AsCompleted, AsyncTask, BlockingTask, BuildError, CodecStage, Executor, FirstResolved, JoinAll,
-    Map, MapOptions, Portable, TaskError, TaskHandle, WorkerExit, as_completed, block_on, join_all,
-    join_all_async, select_any, sleep, wait_any,
+    AsCompleted, AsyncTask, BlockingTask, BuildError, CodecError, CodecStage, Executor,
+    FirstResolved, JoinAll, Map, MapOptions, Panic, Portable, TaskError, TaskHandle, WorkerExit,
+    as_completed, block_on, join_all, join_all_async, select_any, sleep, wait_any,
 };
 
 /// The thread-pool backend: [`ThreadPool`](thread::ThreadPool).
@@ -113,6 +113,10 @@ pub mod coroutine {
 
 /// The subprocess backend: [`ProcessPool`](subprocess::ProcessPool), a pool of worker processes
 /// that are this program started again.
+///
+/// **Linux ≥ 5.3 only** (it uses `pidfd_open`, `SOCK_SEQPACKET` and `/proc`); building the
+/// `subprocess` feature for another target fails with one `compile_error!` that says so. The
+/// `thread` and `coroutine` backends build wherever `std` does.
 ///
 /// Programs using it call [`init`] first thing in `main`; test files contain
 /// [`test_hook!`]. See the backend's crate documentation for what it contains

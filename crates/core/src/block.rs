@@ -152,7 +152,8 @@ fn with_thread_waker<R>(body: impl FnOnce(&Waker) -> R) -> R {
 /// # Examples
 ///
 /// ```
-/// assert_eq!(polyexec_core::block_on(async { 1 + 1 }), 2);
+/// # extern crate polyexec_core as polyexec;
+/// assert_eq!(polyexec::block_on(async { 1 + 1 }), 2);
 /// ```
 #[track_caller]
 pub fn block_on<F: Future>(future: F) -> F::Output {

@@ -564,7 +564,10 @@ pub fn join_timeout_then_join<E: Executor + 'static>(make: &dyn Fn() -> E) {
 }
 
 /// The open descriptors of this process, each as `number -> target`, sorted: compared before
-/// and after a backend's lifetime, by the leak tests of every backend.
+/// and after a backend's lifetime, by the leak tests of every backend. Linux only (it reads
+/// `/proc/self/fd`).
+#[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub fn open_fds() -> Vec<String> {
     let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
@@ -580,7 +583,9 @@ pub fn open_fds() -> Vec<String> {
     fds
 }
 
-/// The number of threads of this process.
+/// The number of threads of this process. Linux only (it reads `/proc/self/task`).
+#[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("read /proc/self/task")

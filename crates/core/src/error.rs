@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::TaskError;
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::TaskError;
 ///
 /// let err = TaskError::panicked("boom", None);
 /// assert!(err.is_panic());
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 ///     _ => unreachable!(),
 /// }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked. The worker that ran it survived and keeps serving.
@@ -63,7 +64,8 @@ pub enum TaskError {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::{Panic, TaskError};
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::{Panic, TaskError};
 ///
 /// let err = TaskError::panicked("bad input", Some("src/main.rs:3:5".into()));
 /// if let TaskError::Panicked(panic) = &err {
@@ -86,7 +88,8 @@ pub struct Panic {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::{CodecStage, TaskError};
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::{CodecStage, TaskError};
 ///
 /// let err = TaskError::codec(CodecStage::DecodeOutput, "unexpected end of input");
 /// if let TaskError::Codec(codec) = &err {
@@ -109,7 +112,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// let err = polyexec_core::TaskError::panicked("boom", Some("src/lib.rs:1:1".into()));
+    /// # extern crate polyexec_core as polyexec;
+    /// let err = polyexec::TaskError::panicked("boom", Some("src/lib.rs:1:1".into()));
     /// assert_eq!(err.panic_location(), Some("src/lib.rs:1:1"));
     /// ```
     pub fn panicked(message: impl Into<String>, location: Option<String>) -> Self {
@@ -124,7 +128,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// use polyexec_core::{CodecStage, TaskError};
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::{CodecStage, TaskError};
     /// let err = TaskError::codec(CodecStage::EncodeInput, "no");
     /// assert_eq!(err.to_string(), "could not encode the task input: no");
     /// ```
@@ -140,7 +145,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// let err = polyexec_core::TaskError::transport("broken pipe");
+    /// # extern crate polyexec_core as polyexec;
+    /// let err = polyexec::TaskError::transport("broken pipe");
     /// assert_eq!(err.to_string(), "transport failure: broken pipe");
     /// ```
     pub fn transport(message: impl Into<String>) -> Self {
@@ -152,7 +158,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// use polyexec_core::TaskError;
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::TaskError;
     /// assert!(!TaskError::Cancelled.is_panic());
     /// ```
     pub fn is_panic(&self) -> bool {
@@ -164,7 +171,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// use polyexec_core::TaskError;
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::TaskError;
     /// assert!(TaskError::Cancelled.is_cancelled());
     /// ```
     pub fn is_cancelled(&self) -> bool {
@@ -176,8 +184,9 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
+    /// # extern crate polyexec_core as polyexec;
     /// use std::time::Duration;
-    /// use polyexec_core::TaskError;
+    /// use polyexec::TaskError;
     /// assert!(TaskError::TimedOut(Duration::from_secs(1)).is_timeout());
     /// ```
     pub fn is_timeout(&self) -> bool {
@@ -189,7 +198,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// use polyexec_core::{TaskError, WorkerExit};
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::{TaskError, WorkerExit};
     /// assert!(TaskError::WorkerLost(WorkerExit::Signal(9)).is_worker_lost());
     /// ```
     pub fn is_worker_lost(&self) -> bool {
@@ -201,7 +211,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// use polyexec_core::TaskError;
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::TaskError;
     /// assert!(TaskError::ShutDown.is_shutdown());
     /// ```
     pub fn is_shutdown(&self) -> bool {
@@ -213,7 +224,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// use polyexec_core::{CodecStage, TaskError};
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::{CodecStage, TaskError};
     /// let err = TaskError::codec(CodecStage::EncodeInput, "no");
     /// assert!(err.is_codec());
     /// ```
@@ -226,7 +238,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// use polyexec_core::TaskError;
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::TaskError;
     /// assert!(TaskError::transport("broken pipe").is_transport());
     /// ```
     pub fn is_transport(&self) -> bool {
@@ -238,7 +251,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// use polyexec_core::TaskError;
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::TaskError;
     /// let err = TaskError::panicked("index out of bounds", None);
     /// assert_eq!(err.panic_message(), Some("index out of bounds"));
     /// assert_eq!(TaskError::Cancelled.panic_message(), None);
@@ -255,7 +269,8 @@ impl TaskError {
     /// # Examples
     ///
     /// ```
-    /// use polyexec_core::TaskError;
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::TaskError;
     /// assert_eq!(TaskError::panicked("boom", None).panic_location(), None);
     /// assert_eq!(TaskError::Cancelled.panic_location(), None);
     /// ```
@@ -272,7 +287,8 @@ impl TaskError {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::WorkerExit;
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::WorkerExit;
 /// assert_eq!(WorkerExit::Signal(9).to_string(), "killed by signal 9 (SIGKILL)");
 /// assert_eq!(WorkerExit::Code(3).to_string(), "exited with code 3");
 /// ```
@@ -323,7 +339,8 @@ fn signal_name(sig: i32) -> Option<&'static str> {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::CodecStage;
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::CodecStage;
 /// assert_eq!(CodecStage::DecodeOutput.to_string(), "decode the task output");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -356,11 +373,12 @@ impl fmt::Display for CodecStage {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::BuildError;
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::BuildError;
 /// let err = BuildError::InvalidConfig("workers must be at least 1".into());
 /// assert_eq!(err.to_string(), "invalid executor configuration: workers must be at least 1");
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// A setting is out of range or contradicts another.
@@ -371,9 +389,33 @@ pub enum BuildError {
     Start(String),
 }
 
+/// `Debug` prints the `Display` sentence: a `main` returning `Result<(), Box<dyn Error>>` prints
+/// its error with `Debug`, and a user should read what happened, not a struct. (The sentences
+/// differ per variant, so nothing is lost for debugging.)
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// `Debug` prints the `Display` sentence, as for [`TaskError`].
+impl fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_is_the_sentence() {
+        let err = TaskError::panicked("boom", None);
+        assert_eq!(format!("{err:?}"), err.to_string());
+        let err = BuildError::InvalidConfig("workers must be at least 1".into());
+        assert_eq!(format!("{err:?}"), err.to_string());
+    }
 
     /// The size is part of the per-task cost of every backend: every task's output slot holds a
     /// `Result<T, TaskError>`, and so does every handle.

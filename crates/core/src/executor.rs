@@ -21,7 +21,8 @@ use crate::{AsyncTask, BlockingTask, Portable, TaskHandle};
 /// A function generic over the backend:
 ///
 /// ```
-/// use polyexec_core::{Executor, TaskError};
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::{Executor, TaskError};
 ///
 /// fn sum_of_squares<E: Executor>(exec: &E, n: u64) -> Result<u64, TaskError> {
 ///     exec.map(1..=n, |x: u64| x * x).sum()
@@ -32,7 +33,8 @@ use crate::{AsyncTask, BlockingTask, Portable, TaskHandle};
 /// A capturing closure does not compile:
 ///
 /// ```compile_fail,E0080
-/// # use polyexec_core::Executor;
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::Executor;
 /// fn bad<E: Executor>(exec: &E) {
 ///     let offset = 10u64;
 ///     let _ = exec.spawn(1u64, move |x: u64| x + offset).join();
@@ -142,7 +144,8 @@ pub trait Executor: Send + Sync {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::MapOptions;
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::MapOptions;
 /// let options = MapOptions::new().chunk_size(256).max_in_flight(10_000);
 /// assert_eq!(options.get_chunk_size(), Some(256));
 /// ```

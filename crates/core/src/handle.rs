@@ -79,7 +79,8 @@ mod sync {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::TaskHandle;
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::TaskHandle;
 ///
 /// let handle: TaskHandle<u32> = TaskHandle::ready(Ok(7));
 /// assert!(handle.is_finished());
@@ -154,7 +155,8 @@ pub trait Cancel: Send + Sync {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::{TaskError, TaskHandle};
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::{TaskError, TaskHandle};
 ///
 /// let (resolver, handle) = TaskHandle::<u8>::remote(None);
 /// std::thread::spawn(move || resolver.resolve(Ok(5)));
@@ -226,7 +228,8 @@ impl<T> TaskHandle<T> {
     /// # Examples
     ///
     /// ```
-    /// use polyexec_core::{TaskError, TaskHandle};
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::{TaskError, TaskHandle};
     /// let h = TaskHandle::<()>::ready(Err(TaskError::ShutDown));
     /// assert!(h.join().unwrap_err().is_shutdown());
     /// ```
@@ -275,7 +278,8 @@ impl<T> TaskHandle<T> {
     /// # Examples
     ///
     /// ```
-    /// let h = polyexec_core::TaskHandle::ready(Ok::<_, polyexec_core::TaskError>("done"));
+    /// # extern crate polyexec_core as polyexec;
+    /// let h = polyexec::TaskHandle::ready(Ok::<_, polyexec::TaskError>("done"));
     /// assert_eq!(h.join(), Ok("done"));
     /// ```
     #[track_caller]
@@ -309,8 +313,9 @@ impl<T> TaskHandle<T> {
     /// # Examples
     ///
     /// ```
+    /// # extern crate polyexec_core as polyexec;
     /// use std::time::Duration;
-    /// let mut h = polyexec_core::TaskHandle::ready(Ok::<_, polyexec_core::TaskError>(1));
+    /// let mut h = polyexec::TaskHandle::ready(Ok::<_, polyexec::TaskError>(1));
     /// assert_eq!(h.join_timeout(Duration::from_millis(1)), Some(Ok(1)));
     /// ```
     #[track_caller]
@@ -326,7 +331,8 @@ impl<T> TaskHandle<T> {
     /// # Examples
     ///
     /// ```
-    /// let h = polyexec_core::TaskHandle::<u8>::ready(Ok(1));
+    /// # extern crate polyexec_core as polyexec;
+    /// let h = polyexec::TaskHandle::<u8>::ready(Ok(1));
     /// assert!(h.is_finished());
     /// ```
     pub fn is_finished(&self) -> bool {
@@ -345,7 +351,8 @@ impl<T> TaskHandle<T> {
     /// # Examples
     ///
     /// ```
-    /// let mut h = polyexec_core::TaskHandle::<u8>::ready(Ok(1));
+    /// # extern crate polyexec_core as polyexec;
+    /// let mut h = polyexec::TaskHandle::<u8>::ready(Ok(1));
     /// assert!(!h.cancel()); // already finished: the value stays
     /// assert_eq!(h.join(), Ok(1));
     /// ```
@@ -382,7 +389,8 @@ impl<T> TaskHandle<T> {
     /// # Examples
     ///
     /// ```
-    /// polyexec_core::TaskHandle::<u8>::ready(Ok(1)).detach();
+    /// # extern crate polyexec_core as polyexec;
+    /// polyexec::TaskHandle::<u8>::ready(Ok(1)).detach();
     /// ```
     pub fn detach(self) {}
 }

@@ -15,7 +15,8 @@ use crate::{TaskError, TaskHandle};
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::{join_all, TaskHandle};
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::{join_all, TaskHandle};
 /// let handles = vec![TaskHandle::ready(Ok(1)), TaskHandle::ready(Ok(2))];
 /// assert_eq!(join_all(handles), vec![Ok(1), Ok(2)]);
 /// ```
@@ -33,7 +34,8 @@ where
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::{join_all_async, TaskHandle};
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::{join_all_async, TaskHandle};
 /// let all = join_all_async([TaskHandle::ready(Ok(1)), TaskHandle::ready(Ok(2))]);
 /// assert_eq!(futures::executor::block_on(all), vec![Ok(1), Ok(2)]);
 /// ```
@@ -89,7 +91,8 @@ impl<T> fmt::Debug for JoinAll<T> {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::{as_completed, TaskHandle};
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::{as_completed, TaskHandle};
 /// let handles = vec![TaskHandle::ready(Ok('a')), TaskHandle::ready(Ok('b'))];
 /// let mut seen: Vec<_> = as_completed(handles).collect();
 /// seen.sort_by_key(|(i, _)| *i);
@@ -120,7 +123,8 @@ impl<T> AsCompleted<T> {
     /// # Examples
     ///
     /// ```
-    /// let it = polyexec_core::as_completed([polyexec_core::TaskHandle::<u8>::ready(Ok(1))]);
+    /// # extern crate polyexec_core as polyexec;
+    /// let it = polyexec::as_completed([polyexec::TaskHandle::<u8>::ready(Ok(1))]);
     /// assert_eq!(it.remaining(), 1);
     /// ```
     pub fn remaining(&self) -> usize {
@@ -194,7 +198,8 @@ pub struct FirstResolved<T> {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::{wait_any, TaskHandle};
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::{wait_any, TaskHandle};
 /// let first = wait_any(vec![TaskHandle::ready(Ok(1)), TaskHandle::ready(Ok(2))]);
 /// assert_eq!(first.rest.len(), 1);
 /// ```
@@ -211,7 +216,8 @@ pub fn wait_any<T>(handles: Vec<TaskHandle<T>>) -> FirstResolved<T> {
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::{select_any, TaskHandle};
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::{select_any, TaskHandle};
 /// let first = futures::executor::block_on(select_any(vec![TaskHandle::<u8>::ready(Ok(1))]));
 /// assert_eq!((first.index, first.result), (0, Ok(1)));
 /// ```

@@ -20,7 +20,8 @@ use crate::TaskError;
 /// # Examples
 ///
 /// ```
-/// fn takes_portable<T: polyexec_core::Portable>(_: T) {}
+/// # extern crate polyexec_core as polyexec;
+/// fn takes_portable<T: polyexec::Portable>(_: T) {}
 /// takes_portable((String::from("Task 1"), 2u64));
 /// takes_portable(vec![1u8, 2, 3]);
 /// ```
@@ -36,7 +37,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Portable for T {}
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::BlockingTask;
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::BlockingTask;
 /// fn check<F: BlockingTask<u64, u64>>(_: F) {}
 /// check(|x: u64| x * x);
 /// ```
@@ -49,7 +51,8 @@ impl<F, In, Out> BlockingTask<In, Out> for F where F: Fn(In) -> Out + Copy + Sen
 /// # Examples
 ///
 /// ```
-/// use polyexec_core::AsyncTask;
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::AsyncTask;
 /// fn check<F: AsyncTask<u64, Fut>, Fut: std::future::Future>(_: F) {}
 /// check(|x: u64| async move { x + 1 });
 /// ```

@@ -13,9 +13,10 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
+/// # extern crate polyexec_core as polyexec;
 /// use std::time::{Duration, Instant};
 /// let start = Instant::now();
-/// polyexec_core::block_on(polyexec_core::sleep(Duration::from_millis(5)));
+/// polyexec::block_on(polyexec::sleep(Duration::from_millis(5)));
 /// assert!(start.elapsed() >= Duration::from_millis(5));
 /// ```
 pub async fn sleep(duration: Duration) {

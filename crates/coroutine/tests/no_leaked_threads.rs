@@ -1,6 +1,8 @@
 //! After shutdown, every loop thread is gone (counted in /proc/self/task) and no descriptor is
 //! left open (the async-io reactor's are process-wide and opened once, before the count). One
 //! test in this file, so that no other test starts or ends threads meanwhile.
+// The probes read /proc.
+#![cfg(target_os = "linux")]
 
 use std::time::Duration;
 

@@ -46,26 +46,50 @@
 //! }
 //! ```
 //!
+//! # Platform
+//!
+//! **Linux ≥ 5.3 only**: workers are watched through `pidfd_open` (Linux 5.3), talk over
+//! `SOCK_SEQPACKET` socket pairs and are checked through `/proc`. Building this crate for any
+//! other target fails with one `compile_error!` that says so; the thread and event-loop backends
+//! of polyexec build wherever `std` does.
+//!
 //! See `docs/subprocess.md` in the repository for the protocol, the failure semantics and the
 //! security model.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 
+// One clear error on other targets, instead of many from deep inside the system-call crates
+// (which are Linux-only dependencies, so they are not even built there).
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "polyexec-subprocess (the `subprocess` feature of polyexec) supports Linux ≥ 5.3 only; \
+     use the `thread` or `coroutine` backend on this target"
+);
+
+#[cfg(target_os = "linux")]
 mod entry;
+#[cfg(target_os = "linux")]
 mod error;
+#[cfg(target_os = "linux")]
 mod inherited;
+#[cfg(target_os = "linux")]
 mod pool;
+#[cfg(target_os = "linux")]
 mod process;
+#[cfg(target_os = "linux")]
 mod protocol;
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod security_tests;
+#[cfg(target_os = "linux")]
 mod stop;
+#[cfg(target_os = "linux")]
 mod worker;
 
 // The unit tests start pools of this very test binary: its workers must serve, not run tests.
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 crate::test_hook!();
 
+#[cfg(target_os = "linux")]
 pub use pool::{ProcessPool, ProcessPoolBuilder};
 
 /// The worker entry hook: call it first thing in `main`.
@@ -87,6 +111,7 @@ pub use pool::{ProcessPool, ProcessPoolBuilder};
 /// }
 /// # main();
 /// ```
+#[cfg(target_os = "linux")]
 pub fn init() {
     if process::worker_parent().is_some() && !worker::is_serving() {
         worker::serve_current();

@@ -1,5 +1,7 @@
 //! After shutdown, every worker thread is gone and no descriptor is left open. (One test in this
 //! file, so no other test's threads are counted.)
+// The probes read /proc.
+#![cfg(target_os = "linux")]
 
 use polyexec_core::Executor;
 use polyexec_core::conformance::{open_fds, thread_count};
