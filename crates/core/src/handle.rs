@@ -113,7 +113,7 @@ enum Inner<T> {
 /// therefore never contended; it is there so the hand-off needs no `unsafe`.
 struct Shared<T> {
     done: AtomicBool,
-    value: Mutex<Option<Result<T, TaskError>>>,
+    value: Mutex<Option<Outcome<T>>>,
     waker: AtomicWaker,
     /// Told the task's id when the handle is cancelled (at most once: a cancelled handle is
     /// `Done`). Kept here rather than in the handle, so that a handle is one pointer; weak, so
@@ -122,16 +122,36 @@ struct Shared<T> {
     canceller: Option<(Weak<dyn Cancel>, u64)>,
 }
 
+/// What a resolver delivered.
+enum Outcome<T> {
+    /// The result itself.
+    Ready(Result<T, TaskError>),
+    /// Bytes that `finish` turns into the result on the thread that takes it (see
+    /// [`Resolver::resolve_encoded`]).
+    Encoded {
+        bytes: Vec<u8>,
+        finish: fn(Vec<u8>) -> Result<T, TaskError>,
+    },
+}
+
 impl<T> Shared<T> {
     fn take(&self) -> Option<Result<T, TaskError>> {
-        if self.done.load(Ordering::Acquire) {
-            self.value
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-        } else {
-            None
+        if !self.done.load(Ordering::Acquire) {
+            return None;
         }
+        // The guard is dropped at the end of this statement: `finish` runs without it.
+        let outcome = self
+            .value
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        Some(match outcome {
+            Outcome::Ready(result) => result,
+            // A panicking `finish` fails this task; it never unwinds into the joiner.
+            Outcome::Encoded { bytes, finish } => {
+                crate::catch_task(|| finish(bytes)).and_then(|result| result)
+            }
+        })
     }
 }
 
@@ -174,7 +194,38 @@ impl<T> Resolver<T> {
     /// Delivers the task's result to its handle.
     pub fn resolve(mut self, result: Result<T, TaskError>) {
         if let Some(shared) = self.shared.take() {
-            Self::complete(&shared, result);
+            Self::complete(&shared, Outcome::Ready(result));
+        }
+    }
+
+    /// Delivers the task's result still encoded: `finish(bytes)` makes it on the thread that
+    /// takes it from the handle (in [`join`](TaskHandle::join), `join_timeout` or `poll`), not
+    /// on the resolving thread.
+    ///
+    /// For backends whose results arrive as bytes: a slow `Deserialize` then delays only the
+    /// handle it belongs to, never the resolving thread's other handles. `finish` is not run at
+    /// all if the handle is dropped first. A panic in `finish` resolves the handle with
+    /// [`TaskError::Panicked`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::{TaskError, TaskHandle};
+    ///
+    /// fn parse(bytes: Vec<u8>) -> Result<u32, TaskError> {
+    ///     String::from_utf8(bytes)
+    ///         .ok()
+    ///         .and_then(|text| text.parse().ok())
+    ///         .ok_or_else(|| TaskError::transport("not a number"))
+    /// }
+    ///
+    /// let (resolver, handle) = TaskHandle::<u32>::remote(None);
+    /// resolver.resolve_encoded(b"42".to_vec(), parse); // `parse` has not run yet
+    /// assert_eq!(handle.join(), Ok(42)); // it runs here, on the joining thread
+    /// ```
+    pub fn resolve_encoded(mut self, bytes: Vec<u8>, finish: fn(Vec<u8>) -> Result<T, TaskError>) {
+        if let Some(shared) = self.shared.take() {
+            Self::complete(&shared, Outcome::Encoded { bytes, finish });
         }
     }
 
@@ -186,8 +237,8 @@ impl<T> Resolver<T> {
             .is_none_or(|shared| SharedArc::strong_count(shared) == 1)
     }
 
-    fn complete(shared: &Shared<T>, result: Result<T, TaskError>) {
-        *shared.value.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+    fn complete(shared: &Shared<T>, outcome: Outcome<T>) {
+        *shared.value.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
         shared.done.store(true, Ordering::Release);
         shared.waker.wake();
     }
@@ -196,7 +247,7 @@ impl<T> Resolver<T> {
 impl<T> Drop for Resolver<T> {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
-            Self::complete(&shared, Err(TaskError::ShutDown));
+            Self::complete(&shared, Outcome::Ready(Err(TaskError::ShutDown)));
         }
     }
 }
@@ -507,6 +558,41 @@ mod tests {
         assert!(h.cancel());
         assert!(!h.cancel());
         assert_eq!(h.join(), Err(TaskError::Cancelled));
+    }
+
+    #[test]
+    fn an_encoded_result_is_finished_on_the_taking_thread() {
+        static RAN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn finish(bytes: Vec<u8>) -> Result<usize, TaskError> {
+            RAN.fetch_add(1, Ordering::SeqCst);
+            Ok(bytes.len())
+        }
+        fn explode(_: Vec<u8>) -> Result<usize, TaskError> {
+            panic!("finish panics")
+        }
+        let (resolver, h) = TaskHandle::<usize>::remote(None);
+        resolver.resolve_encoded(vec![0; 3], finish);
+        assert!(h.is_finished());
+        assert_eq!(
+            RAN.load(Ordering::SeqCst),
+            0,
+            "not before the result is taken"
+        );
+        assert_eq!(h.join(), Ok(3));
+        assert_eq!(RAN.load(Ordering::SeqCst), 1);
+
+        let (resolver, h) = TaskHandle::<usize>::remote(None);
+        resolver.resolve_encoded(vec![0; 3], finish);
+        drop(h);
+        assert_eq!(
+            RAN.load(Ordering::SeqCst),
+            1,
+            "a dropped handle never finishes it"
+        );
+
+        let (resolver, h) = TaskHandle::<usize>::remote(None);
+        resolver.resolve_encoded(Vec::new(), explode);
+        assert!(matches!(h.join(), Err(TaskError::Panicked(_))));
     }
 }
 

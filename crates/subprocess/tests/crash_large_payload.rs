@@ -12,6 +12,7 @@ polyexec_subprocess::test_hook!();
 
 mod common;
 
+use std::future::Future;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -19,7 +20,6 @@ use polyexec_core::conformance::{Gate, gated};
 use polyexec_core::{Executor, TaskError, WorkerExit};
 use polyexec_subprocess::ProcessPool;
 use rustix::process::{Pid, Signal};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 
 const BIG: usize = 8 << 20;
@@ -71,21 +71,18 @@ fn worker_killed_while_a_large_input_is_being_written_to_it() {
     );
 }
 
-/// An output whose decoding in the parent blocks on a gate: it holds the pool's reader thread
-/// for its worker, so nothing the worker writes meanwhile is read.
-#[derive(Debug, PartialEq)]
-struct Sticky(u16);
-
-impl Serialize for Sticky {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
+/// A waker whose `wake` blocks until the test lets it return. The pool's reader thread for a
+/// worker wakes the handles it resolves, so registering this one with a handle holds that
+/// thread once the handle's result comes in: nothing the worker writes meanwhile is read.
+struct StallingWaker {
+    stalled: mpsc::Sender<()>,
+    resume: std::sync::Mutex<mpsc::Receiver<()>>,
 }
 
-impl<'de> Deserialize<'de> for Sticky {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let port = u16::deserialize(d)?;
-        Ok(Sticky(gated(port)))
+impl std::task::Wake for StallingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        let _ = self.stalled.send(());
+        let _ = self.resume.lock().unwrap().recv_timeout(common::HANG);
     }
 }
 
@@ -94,7 +91,9 @@ fn worker_dies_while_writing_a_large_output() {
     let pool = common::pool(1);
     let pid = pool.worker_pids()[0];
     let mut gate = Gate::new();
-    let held = pool.spawn(gate.port(), Sticky);
+    // Holds the worker until the waker below is registered, so `held` is certainly pending then.
+    let first = pool.spawn(gate.port(), gated);
+    let mut held = pool.spawn(3u8, |x: u8| x);
     let big = pool.spawn(BIG, |len: usize| {
         // A watcher aborts this worker once its thread is blocked writing the output.
         let (pid, tid) = (std::process::id(), common::current_tid());
@@ -107,12 +106,25 @@ fn worker_dies_while_writing_a_large_output() {
         ByteBuf::from(vec![9u8; len])
     });
     let behind = common::Bystanders::submit(&pool, 0, 20);
-    // The reader thread is now stuck decoding `held`: the large output fills the channel and
-    // the worker blocks writing it, until its watcher aborts it.
     gate.wait_started(1);
-    common::wait_for("the worker to die", || common::has_exited(pid));
+    let (stalled_tx, stalled) = mpsc::channel();
+    let (resume, resume_rx) = mpsc::channel();
+    let waker = std::task::Waker::from(std::sync::Arc::new(StallingWaker {
+        stalled: stalled_tx,
+        resume: std::sync::Mutex::new(resume_rx),
+    }));
+    let poll = std::pin::Pin::new(&mut held).poll(&mut std::task::Context::from_waker(&waker));
+    assert!(poll.is_pending(), "its worker is still running `first`");
     gate.release();
-    assert_eq!(common::join(held), Ok(Sticky(gate.port())));
+    // The reader thread is now stuck waking `held`: the large output fills the channel and the
+    // worker blocks writing it, until its watcher aborts it.
+    stalled
+        .recv_timeout(common::HANG)
+        .expect("the reader woke `held`");
+    common::wait_for("the worker to die", || common::has_exited(pid));
+    resume.send(()).unwrap();
+    assert_eq!(common::join(first), Ok(gate.port()));
+    assert_eq!(common::join(held), Ok(3));
     assert_eq!(
         common::join(big),
         Err(TaskError::WorkerLost(WorkerExit::Signal(6)))

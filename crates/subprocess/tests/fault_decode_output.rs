@@ -1,8 +1,8 @@
 //! Fault injection, output deserialization in the parent: an output that the worker encodes
 //! fine but the parent cannot decode — its `Deserialize` fails, or panics, only in the parent —
-//! fails that task alone with `Codec(CodecError { stage: DecodeOutput, .. })`. The decoding runs on the pool's reader
-//! thread for that worker: neither that thread nor the worker is affected, and the tasks behind
-//! it on the same worker get their values.
+//! fails that task alone with `Codec(CodecError { stage: DecodeOutput, .. })`. The decoding runs on the thread that
+//! joins the handle: neither the pool's reader thread for that worker nor the worker is affected,
+//! and the tasks behind it on the same worker get their values.
 
 polyexec_subprocess::test_hook!();
 

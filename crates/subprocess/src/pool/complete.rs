@@ -1,8 +1,13 @@
-//! Delivering a worker's encoded result to the task's typed handle.
+//! Delivering a worker's result to the task's typed handle.
 //!
 //! # Invariants
 //!
-//! - Runs without the pool's lock: decoding and the handle's wakers are user code.
+//! - Runs without the pool's lock: the handle's wakers are user code.
+//! - An output is not decoded here: its encoded bytes go to the handle
+//!   ([`Resolver::resolve_encoded`]), and the thread that takes the result from the handle decodes
+//!   it. A slow or panicking `Deserialize` therefore delays or fails only its own task, never the
+//!   reader thread that resolves the worker's other tasks. (A worker's error, a `TaskError` of
+//!   this crate's own encoding, is decoded by the reader.)
 //! - A panic in a `Deserialize` impl fails that task with a codec error; a panic in a waker or
 //!   `Drop` is contained by [`deliver`]. Neither unwinds into the pool's threads.
 
@@ -11,45 +16,55 @@ use serde::de::DeserializeOwned;
 
 use crate::protocol;
 
-/// Delivers a task's encoded result to its typed handle.
+/// Bytes of a `DONE_*` body before the payload: the task id.
+pub(super) const ID_LEN: usize = 8;
+
+/// Delivers a task's result to its typed handle.
 pub(super) trait Complete: Send {
-    /// `ok`: `payload` is the encoded output; otherwise an encoded [`TaskError`].
-    fn complete(self: Box<Self>, ok: bool, payload: &[u8]);
+    /// `true` if nobody can see the result any more: the caller may skip producing it.
+    fn is_abandoned(&self) -> bool;
+    /// `body` is a `DONE_OK` frame's body: the task id, then the encoded output.
+    fn succeed(self: Box<Self>, body: Vec<u8>);
     fn fail(self: Box<Self>, err: TaskError);
 }
 
 impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
-    fn complete(self: Box<Self>, ok: bool, payload: &[u8]) {
-        if self.is_abandoned() {
-            // Nobody can see the value: skip decoding it.
-            return;
-        }
-        let result = if ok {
-            // A `Deserialize` impl that panics fails this task, not the reader thread.
-            match polyexec_core::catch_task(|| protocol::decode::<T>(payload)) {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(err)) => Err(codec(
-                    CodecStage::DecodeOutput,
-                    protocol::describe::<T>(err),
-                )),
-                Err(panic) => Err(codec(
-                    CodecStage::DecodeOutput,
-                    protocol::describe::<T>(panic),
-                )),
-            }
-        } else {
-            Err(
-                protocol::decode::<TaskError>(payload).unwrap_or_else(|err| {
-                    TaskError::transport(format!("could not decode the worker's error: {err}"))
-                }),
-            )
-        };
-        (*self).resolve(result);
+    fn is_abandoned(&self) -> bool {
+        Resolver::is_abandoned(self)
+    }
+
+    fn succeed(self: Box<Self>, body: Vec<u8>) {
+        (*self).resolve_encoded(body, decode_output::<T>);
     }
 
     fn fail(self: Box<Self>, err: TaskError) {
         (*self).resolve(Err(err));
     }
+}
+
+/// Decodes an output on the thread that takes it from its handle. `body` holds the task id
+/// first (the reader checked that it does).
+fn decode_output<T: DeserializeOwned>(body: Vec<u8>) -> Result<T, TaskError> {
+    let payload = body.get(ID_LEN..).unwrap_or_default();
+    // A `Deserialize` impl that panics fails this task with a codec error, as a failing one does.
+    match polyexec_core::catch_task(|| protocol::decode::<T>(payload)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(codec(
+            CodecStage::DecodeOutput,
+            protocol::describe::<T>(err),
+        )),
+        Err(panic) => Err(codec(
+            CodecStage::DecodeOutput,
+            protocol::describe::<T>(panic),
+        )),
+    }
+}
+
+/// A worker's error, from a `DONE_ERR` frame's payload.
+pub(super) fn decode_error(payload: &[u8]) -> TaskError {
+    protocol::decode::<TaskError>(payload).unwrap_or_else(|err| {
+        TaskError::transport(format!("could not decode the worker's error: {err}"))
+    })
 }
 
 pub(super) fn codec(stage: CodecStage, message: impl ToString) -> TaskError {

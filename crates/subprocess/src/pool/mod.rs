@@ -7,7 +7,9 @@
 //!   worker at a time; frames queued meanwhile go out with its next `sendmsg`): [`dispatch`].
 //! - One *reader* thread per worker reads its frames, resolves handles directly (so a result is
 //!   never blocked behind a slow joiner of another handle), refills the worker from the queue
-//!   ([`reader`]), and when the worker dies, reaps it and settles its tasks ([`death`]).
+//!   ([`reader`]), and when the worker dies, reaps it and settles its tasks ([`death`]). It
+//!   decodes no output: each handle's joiner does ([`complete`]), so a slow `Deserialize` delays
+//!   only its own task.
 //! - One *supervisor* thread ([`supervisor`]) starts every worker (the parent-death signal is
 //!   tied to the thread that started the child, so it must outlive the workers), replaces dead
 //!   ones with backoff ([`respawn`]), and enforces per-task time limits ([`deadline`]).
@@ -16,8 +18,8 @@
 //! # State
 //!
 //! One mutex ([`Shared::core`]) guards the queue, the task table and the per-worker slots; it is
-//! never held across a system call that can block, nor while user code (decoding, wakers, a
-//! handle's `Drop`) runs. Functions that take `core: &mut Core` run with it held and only change
+//! never held across a system call that can block, nor while user code (wakers, a handle's
+//! `Drop`) runs. Functions that take `core: &mut Core` run with it held and only change
 //! state; the work they decide on (writes, kills, completions) is collected and done by their
 //! caller after the guard is dropped. Each module's opening comment says where it takes the lock.
 //!

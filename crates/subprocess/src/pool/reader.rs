@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::complete::{Complete, deliver};
+use super::complete::{Complete, ID_LEN, decode_error, deliver};
 use super::shutdown::EXIT_GRACE;
 use super::{Conn, Core, Place, Shared, relock};
 use crate::entry::Kind;
@@ -231,9 +231,19 @@ impl Shared {
                 self.notify_if_idle(&core);
             }
             for (completer, ok, frame) in done.drain(..) {
-                // `split_id` accepted this body above: it holds an id.
-                let payload = &reader.body(&frame)[8..];
-                deliver(|| completer.complete(ok, payload));
+                if completer.is_abandoned() {
+                    // Nobody can see the result: neither copy nor decode it.
+                    deliver(|| drop(completer));
+                } else if ok {
+                    // Decoded by the handle's joiner (see `complete`): a copy of a small body
+                    // out of the shared buffer, a large one's own buffer moved.
+                    let body = reader.take_body(&frame, Vec::new);
+                    deliver(|| completer.succeed(body));
+                } else {
+                    // `split_id` accepted this body above: it holds an id.
+                    let err = decode_error(&reader.body(&frame)[ID_LEN..]);
+                    deliver(|| completer.fail(err));
+                }
             }
             self.write(&mut jobs);
             for id in stops.drain(..) {
