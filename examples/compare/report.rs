@@ -1,0 +1,195 @@
+//! What a run found: one report per backend, each row a measurement or why there is none.
+
+use serde::Serialize;
+
+use crate::Settings;
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    pub(crate) machine: Machine,
+    pub(crate) settings: Settings,
+    pub(crate) serial: Serial,
+    /// The backends measured, in column order.
+    pub(crate) backends: Vec<String>,
+    pub(crate) results: Vec<BackendReport>,
+    pub(crate) verdict: Vec<Verdict>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Machine {
+    pub(crate) cores: usize,
+    pub(crate) os: &'static str,
+    pub(crate) arch: &'static str,
+    pub(crate) optimized: bool,
+    /// The 1-minute load average when the run ended (Linux): above the core count, other
+    /// programs were competing for the CPU and the timings are noisy.
+    pub(crate) load_average: Option<f64>,
+}
+
+impl Machine {
+    pub(crate) fn here() -> Machine {
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
+            optimized: !cfg!(debug_assertions),
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok()),
+        }
+    }
+}
+
+/// A measurement, or why there is none.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Measured<T> {
+    Ok(T),
+    Failed { error: String },
+}
+
+impl<T> Measured<T> {
+    pub(crate) fn from_result(result: Result<T, String>) -> Self {
+        match result {
+            Ok(value) => Measured::Ok(value),
+            Err(error) => Measured::Failed { error },
+        }
+    }
+
+    pub(crate) fn ok(&self) -> Option<&T> {
+        match self {
+            Measured::Ok(value) => Some(value),
+            Measured::Failed { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct BackendReport {
+    pub(crate) backend: String,
+    pub(crate) workers: usize,
+    /// Building the executor and running its first task.
+    pub(crate) start_ms: Measured<f64>,
+    pub(crate) overhead: Measured<Overhead>,
+    pub(crate) memory: Measured<Memory>,
+    pub(crate) io: Measured<Waiting>,
+    pub(crate) blocking: Measured<Waiting>,
+    pub(crate) cpu: Measured<Cpu>,
+    pub(crate) panic: Measured<Panic>,
+    pub(crate) cancel: Measured<CancelStuck>,
+    pub(crate) crash: Measured<Crash>,
+    pub(crate) data: Measured<Data>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Overhead {
+    pub(crate) tasks: u64,
+    pub(crate) us_per_task: f64,
+    pub(crate) tasks_per_sec: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Memory {
+    pub(crate) pending_tasks: u64,
+    /// Bytes this process allocated and had not freed while the tasks were pending, per task
+    /// (the task's handle included).
+    pub(crate) bytes_per_task: f64,
+    /// Worker processes (children of this process) seen while the tasks were pending.
+    pub(crate) worker_processes: usize,
+    /// Growth of the worker processes' resident memory per pending task, if there are any.
+    pub(crate) worker_rss_bytes_per_task: Option<f64>,
+}
+
+impl Memory {
+    /// This process's bytes plus the workers' growth: the whole cost of a pending task.
+    pub(crate) fn total_per_task(&self) -> f64 {
+        self.bytes_per_task + self.worker_rss_bytes_per_task.unwrap_or(0.0)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Waiting {
+    pub(crate) tasks: u64,
+    pub(crate) wait_ms: u64,
+    pub(crate) wall_ms: f64,
+    /// Wall time ÷ the wait of one task: 1.0 if every wait overlapped perfectly.
+    pub(crate) ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Serial {
+    pub(crate) primes_below: u64,
+    pub(crate) primes: u64,
+    /// The best serial time of the whole run.
+    pub(crate) wall_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Cpu {
+    pub(crate) chunks: u64,
+    pub(crate) wall_ms: f64,
+    /// The serial run timed alongside (best of the repetitions).
+    pub(crate) serial_ms: f64,
+    /// Serial wall time ÷ this backend's wall time.
+    pub(crate) speedup: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Panic {
+    pub(crate) tasks: u32,
+    /// Of the tasks that did not panic, how many returned their value.
+    pub(crate) others_ok: u32,
+    /// What the panicking task's handle said.
+    pub(crate) error: String,
+    /// Whether the executor still ran a task afterwards.
+    pub(crate) executor_ok_after: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Crash {
+    pub(crate) tasks: u32,
+    /// Did the program that ran the tasks survive the crash?
+    pub(crate) contained: bool,
+    /// How the probe program ended ("exited with code 0", "killed by signal 6 (SIGABRT)").
+    pub(crate) program_exit: String,
+    /// Of the other tasks, how many returned their value...
+    pub(crate) others_ok: u32,
+    /// ... and how many failed (for example lost with the same worker process).
+    pub(crate) others_failed: u32,
+    /// What the crashing task's handle said, if the program lived to tell.
+    pub(crate) error: Option<String>,
+    /// Whether the executor still ran a task afterwards.
+    pub(crate) executor_ok_after: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CancelStuck {
+    /// How long each stuck task would block its worker.
+    pub(crate) stuck_ms: u64,
+    /// After cancelling one stuck task per worker, how long the next task took to finish.
+    pub(crate) next_task_ms: f64,
+    /// The cancel freed the workers (the next task finished in under half the stuck time).
+    pub(crate) stopped: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Data {
+    pub(crate) payload_bytes: usize,
+    pub(crate) round_trip_us: f64,
+    /// Bytes allocated in this process for one round trip, ÷ the payload size.
+    pub(crate) copies_in_this_process: f64,
+    /// The output came back in the very buffer that was sent.
+    pub(crate) same_buffer: bool,
+    /// Worker processes exist, so the payload left this process.
+    pub(crate) crosses_processes: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Verdict {
+    /// The kind of work.
+    pub(crate) when: String,
+    /// The backends that measured best for it (more than one when within 15 %).
+    pub(crate) pick: Vec<String>,
+    /// The numbers behind the pick.
+    pub(crate) why: String,
+}
