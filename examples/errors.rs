@@ -130,7 +130,7 @@ fn main() -> common::Res {
     let busy = exec.spawn_all((0..workers).map(|_| busy_ms), |ms: u64| {
         std::thread::sleep(Duration::from_millis(ms));
     });
-    let mut queued = exec.spawn(21u32, |x: u32| x * 2);
+    let queued = exec.spawn(21u32, |x: u32| x * 2);
     let cancelled = queued.cancel();
     println!(
         "   {workers} worker(s) busy for {busy_ms} ms; cancel() on the queued task = {cancelled}"

@@ -2,8 +2,8 @@
 //!
 //! Each request is a portable async task that "waits on the network" with `polyexec::sleep` for an
 //! uneven but deterministic time (10 to 100 ms), then returns a small serde `Response`. A window
-//! of handles bounds the concurrency, as a connection pool or a rate limit would: when a request
-//! finishes (`polyexec::wait_any`), the next one is sent. The waits overlap, so the run takes
+//! of requests in a `polyexec::TaskSet` bounds the concurrency, as a connection pool or a rate
+//! limit would: when a request finishes (`join_next`, O(1) per completion), the next one is sent. The waits overlap, so the run takes
 //! about `sum of latencies / limit`, not the sum; that holds on every backend, because async tasks
 //! interleave on the event loop, on the pool threads and inside each worker process alike.
 //!
@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use polyexec::{Executor, TaskHandle};
+use polyexec::{Executor, TaskSet};
 use serde::{Deserialize, Serialize};
 
 mod common;
@@ -78,7 +78,7 @@ fn main() -> common::Res {
     let total_latency: u64 = (0..requests).map(|id| 10 + (u64::from(id) * 37) % 91).sum();
 
     let start = Instant::now();
-    let mut in_flight: Vec<TaskHandle<Response>> = Vec::with_capacity(limit);
+    let mut in_flight: TaskSet<Response> = TaskSet::new();
     let (mut ok, mut failed, mut bytes, mut most_in_flight) = (0u32, 0u32, 0usize, 0usize);
     let mut first_done = Vec::new();
     loop {
@@ -92,9 +92,10 @@ fn main() -> common::Res {
             break;
         }
         // ...and wait for whichever request finishes first.
-        let first = polyexec::wait_any(in_flight);
-        in_flight = first.rest;
-        let response = first.result?;
+        let Some(result) = in_flight.join_next() else {
+            break;
+        };
+        let response = result?;
         if first_done.len() < 5 {
             first_done.push(format!("#{}", response.id));
         }

@@ -104,7 +104,7 @@ fn submit(exec: &AnyExecutor, id: u64, kind: Kind, injection: Injection) -> Task
         }),
         Kind::Panic => exec.spawn(id, |id: u64| -> u64 { panic!("soak: injected panic {id}") }),
         Kind::Cancel => {
-            let mut handle = exec.spawn_async(id, |id: u64| async move {
+            let handle = exec.spawn_async(id, |id: u64| async move {
                 polyexec::sleep(Duration::from_millis(50)).await;
                 id
             });

@@ -24,6 +24,12 @@ use futures::StreamExt;
 
 use crate::{Executor, MapOptions, TaskError, TaskHandle};
 
+mod abort;
+mod task_set;
+
+pub use abort::abort_from_another_thread;
+pub use task_set::{task_set_abort_all_and_drop, task_set_completion_order};
+
 /// Generates one `#[test]` per conformance behaviour, each building its executor with `$make`.
 ///
 /// `$make` is an expression of type `impl Fn() -> E` where `E: Executor + 'static`.
@@ -46,6 +52,9 @@ macro_rules! conformance_suite {
             async_and_sync_waiting,
             join_timeout_then_join,
             exactly_once_random_mix,
+            abort_from_another_thread,
+            task_set_completion_order,
+            task_set_abort_all_and_drop,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -313,7 +322,7 @@ pub fn cancel_queued<E: Executor + 'static>(make: &dyn Fn() -> E) {
     let mut gate = Gate::new();
     let blockers = occupy_all(&exec, &mut gate);
     let path = marker(dir.path(), "cancelled");
-    let mut victim = exec.spawn(path.clone(), mark);
+    let victim = exec.spawn(path.clone(), mark);
     assert!(!victim.is_finished());
     assert!(victim.cancel());
     assert!(victim.is_finished());
@@ -337,7 +346,7 @@ pub fn cancel_queued<E: Executor + 'static>(make: &dyn Fn() -> E) {
 /// Cancelling a finished task keeps its value; `is_finished` reports completion.
 pub fn cancel_finished_keeps_value<E: Executor + 'static>(make: &dyn Fn() -> E) {
     let exec = make();
-    let mut h = exec.spawn(5u8, |x: u8| x + 1);
+    let h = exec.spawn(5u8, |x: u8| x + 1);
     // Condition wait: the task completes on its own; we only need to observe it.
     while !h.is_finished() {
         std::thread::yield_now();
@@ -527,7 +536,7 @@ pub fn async_and_sync_waiting<E: Executor + 'static>(make: &dyn Fn() -> E) {
     let fast = exec.spawn(7u16, |x: u16| x);
     let first = crate::wait_any(vec![slow, fast]);
     assert_eq!((first.index, first.result), (1, Ok(7)));
-    let mut rest = first.rest;
+    let rest = first.rest;
     assert!(rest[0].cancel());
     assert_eq!(crate::join_all(rest), vec![Err(TaskError::Cancelled)]);
 
@@ -815,7 +824,7 @@ fn run_mix<E: Executor + 'static>(
                         }
                         shut_by_me = true;
                     }
-                    let mut handle = submit_op(&*exec, id as u32, *op);
+                    let handle = submit_op(&*exec, id as u32, *op);
                     let cancelled = matches!(op, Op::Cancel) && handle.cancel();
                     // Submitted by this thread before it began a graceful shutdown: such a task
                     // must not be refused.

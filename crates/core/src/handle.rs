@@ -3,8 +3,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError, Weak};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -70,11 +70,19 @@ mod sync {
 ///
 /// # Cancellation
 ///
-/// [`cancel`](Self::cancel) resolves the handle with [`TaskError::Cancelled`] at once if the task
-/// has not finished. What happens to the task itself depends on the backend: a task that has not
-/// started never runs; a running coroutine is dropped at its next `.await`; a running thread-pool
-/// task cannot be interrupted, runs on, and has its result discarded; a running subprocess task has
-/// its worker process killed (and replaced).
+/// [`cancel`](Self::cancel) (which takes `&self`) and [`AbortHandle::abort`] (from any thread,
+/// through [`abort_handle`](Self::abort_handle)) resolve the handle with
+/// [`TaskError::Cancelled`] at once if the task has not finished. What happens to the task itself
+/// depends on the backend: a task that has not started never runs; a running coroutine is dropped
+/// at its next `.await`; a running thread-pool task cannot be interrupted, runs on, and has its
+/// result discarded; a running subprocess task has its worker process killed (and replaced).
+///
+/// On the in-process backends (thread pool, event loop) the work is stopped by the handle: when
+/// it is next polled, joined or dropped after the cancel (at once for `cancel` followed by
+/// `join` or drop; a [`TaskSet`](crate::TaskSet) polls a handle as soon as its abort wakes it).
+/// A task whose handle is cancelled from another thread and then left untouched may start
+/// meanwhile; its result is discarded. The subprocess backend stops the work at the cancel
+/// itself.
 ///
 /// # Examples
 ///
@@ -89,6 +97,118 @@ mod sync {
 #[must_use = "dropping a TaskHandle detaches the task and discards its result; call `.detach()` to say so"]
 pub struct TaskHandle<T> {
     inner: Inner<T>,
+    /// For a `Local` task only, made the first time it is cancelled through `&self` or asked
+    /// for an [`AbortHandle`]: the one place where "cancelled" and "delivered" race, so that
+    /// exactly one of them wins. Handles that are never cancelled only ever load its state.
+    abort: OnceLock<Arc<LocalAbort>>,
+}
+
+/// The cancellation state of a `Local` task, shared by its handle and its [`AbortHandle`]s.
+///
+/// `state` moves once, from `OPEN` to `ABORTED` (a cancel won) or to `DELIVERED` (the handle
+/// took the task's result first); whichever compare-exchange succeeds decides what the handle
+/// returns. `waker` is the handle's poller, woken when another thread aborts.
+#[derive(Debug)]
+struct LocalAbort {
+    state: AtomicU8,
+    waker: AtomicWaker,
+}
+
+const OPEN: u8 = 0;
+const ABORTED: u8 = 1;
+const DELIVERED: u8 = 2;
+
+impl LocalAbort {
+    fn is_aborted(&self) -> bool {
+        self.state.load(Ordering::Acquire) == ABORTED
+    }
+
+    /// `true` if this call moved the task to `ABORTED`.
+    fn abort(&self) -> bool {
+        let won = self
+            .state
+            .compare_exchange(OPEN, ABORTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if won {
+            self.waker.wake();
+        }
+        won
+    }
+
+    /// `true` if the handle may deliver the task's result (no cancel came first).
+    fn deliver(&self) -> bool {
+        self.state
+            .compare_exchange(OPEN, DELIVERED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// What an [`AbortHandle`] cancels: a `Local` task's [`LocalAbort`], or a remote task's
+/// [`Shared`] slot.
+trait AbortTarget: Send + Sync {
+    fn abort(&self) -> bool;
+}
+
+impl AbortTarget for LocalAbort {
+    fn abort(&self) -> bool {
+        LocalAbort::abort(self)
+    }
+}
+
+impl<T: Send> AbortTarget for Shared<T> {
+    fn abort(&self) -> bool {
+        Shared::abort(self)
+    }
+}
+
+/// Cancels a task from anywhere: a clonable, `Send + Sync` permission to call
+/// [`TaskHandle::cancel`] without holding the handle.
+///
+/// Made by [`TaskHandle::abort_handle`]. Aborting resolves the task's handle with
+/// [`TaskError::Cancelled`] unless the handle has already delivered its result (or the task was
+/// already cancelled); what happens to the work is what [`TaskHandle::cancel`] describes.
+///
+/// # Examples
+///
+/// ```
+/// # extern crate polyexec_core as polyexec;
+/// use polyexec::{TaskError, TaskHandle};
+///
+/// let (_resolver, handle) = TaskHandle::<u32>::remote(None);
+/// let abort = handle.abort_handle();
+/// let from_elsewhere = abort.clone();
+/// assert!(std::thread::spawn(move || from_elsewhere.abort()).join().unwrap());
+/// assert!(!abort.abort()); // once only
+/// assert_eq!(handle.join(), Err(TaskError::Cancelled));
+/// ```
+#[derive(Clone)]
+pub struct AbortHandle {
+    /// `None` for a handle resolved at submission: there is nothing left to cancel.
+    target: Option<Arc<dyn AbortTarget>>,
+}
+
+impl AbortHandle {
+    /// Cancels the task; `true` if its handle now resolves with [`TaskError::Cancelled`],
+    /// `false` if it had already delivered its result, resolved at submission, or been
+    /// cancelled before.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// let handle = polyexec::TaskHandle::<u8>::ready(Ok(1));
+    /// assert!(!handle.abort_handle().abort()); // resolved already: the value stays
+    /// assert_eq!(handle.join(), Ok(1));
+    /// ```
+    pub fn abort(&self) -> bool {
+        self.target.as_ref().is_some_and(|target| target.abort())
+    }
+}
+
+impl fmt::Debug for AbortHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortHandle").finish_non_exhaustive()
+    }
 }
 
 enum Inner<T> {
@@ -98,8 +218,8 @@ enum Inner<T> {
     Local(FallibleTask<Result<T, TaskError>>),
     /// A task whose result another thread delivers through a [`Resolver`].
     Remote(SharedArc<Shared<T>>),
-    /// Resolved without waiting (refused at submission, or cancelled). Boxed: these paths are
-    /// rare, and a handle without an inline result is two words, whatever `T` is.
+    /// Resolved without waiting (refused at submission). Boxed: this path is rare, and a
+    /// handle without an inline result stays the same size, whatever `T` is.
     Done(Box<Result<T, TaskError>>),
     /// The result has been delivered. (A variant of its own rather than `Done(None)`: setting
     /// it on the hot path writes a tag, not a whole `Option<Result<T, TaskError>>`.)
@@ -135,6 +255,28 @@ enum Outcome<T> {
 }
 
 impl<T> Shared<T> {
+    /// Resolves the slot with `Cancelled` unless it is resolved already, then tells the
+    /// backend. Decided under the value's lock, as the resolver's write is, so exactly one of
+    /// the two lands.
+    fn abort(&self) -> bool {
+        {
+            let mut value = self.value.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.done.load(Ordering::Acquire) {
+                return false;
+            }
+            *value = Some(Outcome::Ready(Err(TaskError::Cancelled)));
+            self.done.store(true, Ordering::Release);
+        }
+        self.waker.wake();
+        if let Some((canceller, id)) = &self.canceller {
+            // A backend that is gone has resolved (or dropped) its tasks already.
+            if let Some(canceller) = canceller.upgrade() {
+                canceller.cancel(*id);
+            }
+        }
+        true
+    }
+
     fn take(&self) -> Option<Result<T, TaskError>> {
         if !self.done.load(Ordering::Acquire) {
             return None;
@@ -238,8 +380,15 @@ impl<T> Resolver<T> {
     }
 
     fn complete(shared: &Shared<T>, outcome: Outcome<T>) {
-        *shared.value.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
-        shared.done.store(true, Ordering::Release);
+        {
+            let mut value = shared.value.lock().unwrap_or_else(PoisonError::into_inner);
+            // A cancelled handle was resolved already: its `Cancelled` stands.
+            if shared.done.load(Ordering::Relaxed) {
+                return;
+            }
+            *value = Some(outcome);
+            shared.done.store(true, Ordering::Release);
+        }
         shared.waker.wake();
     }
 }
@@ -270,6 +419,7 @@ impl<T> TaskHandle<T> {
     pub fn from_task(task: async_task::Task<Result<T, TaskError>>) -> Self {
         TaskHandle {
             inner: Inner::Local(task.fallible()),
+            abort: OnceLock::new(),
         }
     }
 
@@ -287,6 +437,7 @@ impl<T> TaskHandle<T> {
     pub fn ready(result: Result<T, TaskError>) -> Self {
         TaskHandle {
             inner: Inner::Done(Box::new(result)),
+            abort: OnceLock::new(),
         }
     }
 
@@ -307,6 +458,7 @@ impl<T> TaskHandle<T> {
         };
         let handle = TaskHandle {
             inner: Inner::Remote(shared),
+            abort: OnceLock::new(),
         };
         (resolver, handle)
     }
@@ -388,51 +540,76 @@ impl<T> TaskHandle<T> {
     /// ```
     pub fn is_finished(&self) -> bool {
         match &self.inner {
-            Inner::Local(task) => task.is_finished(),
+            Inner::Local(task) => {
+                task.is_finished() || self.abort.get().is_some_and(|abort| abort.is_aborted())
+            }
             Inner::Remote(shared) => shared.done.load(Ordering::Acquire),
             Inner::Done(_) | Inner::Taken => true,
         }
     }
 
     /// Cancels the task; returns `true` if the handle now resolves with
-    /// [`TaskError::Cancelled`], `false` if the task had already finished (its result is kept).
+    /// [`TaskError::Cancelled`], `false` if the task had already finished (its result is kept)
+    /// or was cancelled before.
     ///
-    /// See the type's documentation for what each backend does to a running task.
+    /// Takes `&self`, so a handle can be cancelled while it is shared, for example from a
+    /// [`TaskSet`](crate::TaskSet) or through an [`AbortHandle`] on another thread. See the
+    /// type's documentation for what each backend does to the work.
     ///
     /// # Examples
     ///
     /// ```
     /// # extern crate polyexec_core as polyexec;
-    /// let mut h = polyexec::TaskHandle::<u8>::ready(Ok(1));
+    /// let h = polyexec::TaskHandle::<u8>::ready(Ok(1));
     /// assert!(!h.cancel()); // already finished: the value stays
     /// assert_eq!(h.join(), Ok(1));
     /// ```
-    pub fn cancel(&mut self) -> bool {
-        match &mut self.inner {
+    pub fn cancel(&self) -> bool {
+        match &self.inner {
             Inner::Local(task) => {
                 if task.is_finished() {
                     return false;
                 }
-                // Dropping an `async-task` handle cancels the task: a scheduled one is never
-                // polled again, a running one is dropped when its current poll returns.
-                self.inner = Inner::Done(Box::new(Err(TaskError::Cancelled)));
-                true
+                self.local_abort().abort()
             }
-            Inner::Remote(shared) => {
-                if shared.done.load(Ordering::Acquire) {
-                    return false;
-                }
-                if let Some((canceller, id)) = &shared.canceller {
-                    // A backend that is gone has resolved (or dropped) its tasks already.
-                    if let Some(canceller) = canceller.upgrade() {
-                        canceller.cancel(*id);
-                    }
-                }
-                self.inner = Inner::Done(Box::new(Err(TaskError::Cancelled)));
-                true
-            }
+            Inner::Remote(shared) => shared.abort(),
             Inner::Done(_) | Inner::Taken => false,
         }
+    }
+
+    /// A handle that cancels this task from anywhere, as [`cancel`](Self::cancel) does: clonable,
+    /// `Send` and `Sync`, and usable after this handle is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::{TaskError, TaskHandle};
+    ///
+    /// let (_resolver, handle) = TaskHandle::<u8>::remote(None);
+    /// let abort = handle.abort_handle();
+    /// std::thread::spawn(move || abort.abort()).join().unwrap();
+    /// assert_eq!(handle.join(), Err(TaskError::Cancelled));
+    /// ```
+    pub fn abort_handle(&self) -> AbortHandle
+    where
+        T: Send + 'static,
+    {
+        let target: Option<Arc<dyn AbortTarget>> = match &self.inner {
+            Inner::Local(_) => Some(Arc::clone(self.local_abort()) as Arc<dyn AbortTarget>),
+            Inner::Remote(shared) => Some(SharedArc::clone(shared) as Arc<dyn AbortTarget>),
+            Inner::Done(_) | Inner::Taken => None,
+        };
+        AbortHandle { target }
+    }
+
+    fn local_abort(&self) -> &Arc<LocalAbort> {
+        self.abort.get_or_init(|| {
+            Arc::new(LocalAbort {
+                state: AtomicU8::new(OPEN),
+                waker: AtomicWaker::new(),
+            })
+        })
     }
 
     /// Lets the task run on without anyone waiting for it; the same as dropping the handle.
@@ -457,6 +634,9 @@ impl<T> Future for TaskHandle<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         // The in-process backends' path, kept short: it is part of every task's cost.
+        if matches!(this.inner, Inner::Local(_)) && this.abort.get().is_some() {
+            return this.poll_abortable(cx);
+        }
         if let Inner::Local(task) = &mut this.inner {
             return match Pin::new(task).poll(cx) {
                 Poll::Pending => Poll::Pending,
@@ -476,6 +656,38 @@ impl<T> Future for TaskHandle<T> {
 }
 
 impl<T> TaskHandle<T> {
+    /// [`Future::poll`] for a `Local` handle that has been cancelled or has given out an
+    /// [`AbortHandle`]: a cancel that won drops the task (so `async-task` never polls it again)
+    /// and resolves `Cancelled`; a result is delivered only if no cancel came first.
+    #[inline(never)]
+    fn poll_abortable(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, TaskError>> {
+        let Some(abort) = self.abort.get() else {
+            unreachable!("called for handles with an abort state")
+        };
+        let Inner::Local(task) = &mut self.inner else {
+            unreachable!("called for `Local` handles")
+        };
+        if !abort.is_aborted() {
+            abort.waker.register(cx.waker());
+            // Checked again after registering: an abort in between woke the old waker.
+            if !abort.is_aborted() {
+                let result = match Pin::new(task).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => result,
+                };
+                self.inner = Inner::Taken;
+                if abort.deliver() {
+                    return Poll::Ready(result.unwrap_or(Err(TaskError::ShutDown)));
+                }
+                return Poll::Ready(Err(TaskError::Cancelled));
+            }
+        }
+        // Dropping an `async-task` handle cancels the task: a scheduled one is never polled
+        // again, a running one is dropped when its current poll returns.
+        self.inner = Inner::Taken;
+        Poll::Ready(Err(TaskError::Cancelled))
+    }
+
     /// [`Future::poll`] for handles that are not `Local`.
     #[inline(never)]
     fn poll_other(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, TaskError>> {
@@ -518,7 +730,12 @@ impl<T> Drop for TaskHandle<T> {
         // there is nothing to move.)
         if matches!(self.inner, Inner::Local(_)) {
             if let Inner::Local(task) = std::mem::replace(&mut self.inner, Inner::Taken) {
-                task.detach();
+                if self.abort.get().is_some_and(|abort| abort.is_aborted()) {
+                    // Cancelled: dropping the `async-task` handle stops the task.
+                    drop(task);
+                } else {
+                    task.detach();
+                }
             }
         }
     }
@@ -542,19 +759,19 @@ mod tests {
     /// Every submitted task's handle is moved into the caller's collections: keep it small,
     /// whatever the output type (an inline result would make it as large as `T`).
     #[test]
-    fn a_handle_is_two_words() {
-        assert_eq!(std::mem::size_of::<TaskHandle<u64>>(), 16);
-        assert_eq!(std::mem::size_of::<TaskHandle<String>>(), 16);
-        assert_eq!(std::mem::size_of::<TaskHandle<[u8; 1024]>>(), 16);
+    fn a_handle_is_four_words() {
+        assert_eq!(std::mem::size_of::<TaskHandle<u64>>(), 32);
+        assert_eq!(std::mem::size_of::<TaskHandle<String>>(), 32);
+        assert_eq!(std::mem::size_of::<TaskHandle<[u8; 1024]>>(), 32);
     }
 
     #[test]
     fn ready_and_cancelled_handles_deliver_once() {
-        let mut h = TaskHandle::<u8>::ready(Ok(3));
+        let h = TaskHandle::<u8>::ready(Ok(3));
         assert!(h.is_finished());
         assert!(!h.cancel());
         assert_eq!(h.join(), Ok(3));
-        let (_resolver, mut h) = TaskHandle::<u8>::remote(None);
+        let (_resolver, h) = TaskHandle::<u8>::remote(None);
         assert!(h.cancel());
         assert!(!h.cancel());
         assert_eq!(h.join(), Err(TaskError::Cancelled));

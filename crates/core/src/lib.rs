@@ -40,6 +40,7 @@ mod handle;
 mod inline;
 mod join;
 mod map;
+mod set;
 mod spin;
 mod task;
 mod time;
@@ -52,13 +53,14 @@ pub use block::{EventLoopThread, block_on, enter_event_loop, is_event_loop_threa
 pub use error::{BuildError, CodecError, CodecStage, Panic, TaskError, WorkerExit};
 pub use executor::{Executor, MapOptions};
 pub use gate::SubmitGate;
-pub use handle::{Cancel, Resolver, TaskHandle};
+pub use handle::{AbortHandle, Cancel, Resolver, TaskHandle};
 pub use inline::Inline;
 pub use join::{
     AsCompleted, FirstResolved, JoinAll, as_completed, join_all, join_all_async, select_any,
     wait_any,
 };
 pub use map::Map;
+pub use set::TaskSet;
 pub use task::{
     AsyncTask, BlockingTask, Portable, assert_portable, catch_async, catch_task,
     install_panic_hook, panic_error,

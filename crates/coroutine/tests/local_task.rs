@@ -65,7 +65,7 @@ fn panics_and_cancellation_work_for_local_tasks() {
         Some("make boom")
     );
 
-    let mut forever = event_loop.spawn_local_capturing(|| {
+    let forever = event_loop.spawn_local_capturing(|| {
         let _not_send = Rc::new(());
         async move {
             polyexec_core::sleep(Duration::from_secs(3600)).await;

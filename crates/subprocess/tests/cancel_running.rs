@@ -13,7 +13,7 @@ fn cancel_running_task_kills_and_replaces_its_worker() {
     let pool = common::pool(1);
     let first = pool.spawn((), |()| std::process::id()).join().unwrap();
     let mut gate = Gate::new();
-    let mut running = pool.spawn(gate.port(), gated);
+    let running = pool.spawn(gate.port(), gated);
     gate.wait_started(1);
     assert!(running.cancel());
     assert_eq!(running.join(), Err(TaskError::Cancelled));
@@ -38,7 +38,7 @@ fn cancel_sent_but_not_started_drops_it_in_the_worker() {
     gate.wait_started(1);
     // Pipelined to the busy worker (depth > 1), but it cannot start while the gate holds.
     let (_dir, path) = scratch_file("never");
-    let mut victim = pool.spawn(path.to_str().unwrap().to_owned(), mark);
+    let victim = pool.spawn(path.to_str().unwrap().to_owned(), mark);
     assert!(victim.cancel());
     assert_eq!(victim.join(), Err(TaskError::Cancelled));
     gate.release();
@@ -53,7 +53,7 @@ fn cancel_sent_but_not_started_drops_it_in_the_worker() {
 fn cancel_running_async_task_keeps_the_worker() {
     let pool = common::pool(1);
     let first = pool.spawn((), |()| std::process::id()).join().unwrap();
-    let mut sleeping = pool.spawn_async(3600u64, |secs: u64| async move {
+    let sleeping = pool.spawn_async(3600u64, |secs: u64| async move {
         polyexec_core::sleep(std::time::Duration::from_secs(secs)).await;
     });
     // Wait until it has started: a blocking task queued after it runs once it is parked.

@@ -102,7 +102,7 @@ trait CancelAndKeep {
 }
 
 impl<T> CancelAndKeep for polyexec_core::TaskHandle<T> {
-    fn cancel_and_keep(mut self) -> Self {
+    fn cancel_and_keep(self) -> Self {
         self.cancel();
         self
     }
