@@ -90,7 +90,7 @@ fn main() -> Res {
     }
 
     let settings = Settings::from_args(&mut args)?;
-    let json = args.flag("--json");
+    let json = args.flag("--json")?;
     let svg: Option<String> = args.value("--svg")?;
     args.finish()?;
     let backends: Vec<Backend> = if args.backends.is_empty() {
