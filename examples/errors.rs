@@ -35,7 +35,7 @@ options:
 fn main() -> common::Res {
     polyexec::init();
     let mut args = common::Common::parse(USAGE)?;
-    let really_crash = args.flag("--really-crash");
+    let really_crash = args.flag("--really-crash")?;
     args.finish()?;
     let exec = args.build()?;
     let backend = exec.backend_name();

@@ -9,8 +9,8 @@
 //! - `--list-backends`: print the backends compiled into this build, one per line, and exit;
 //! - `--help`.
 //!
-//! Options of one example are read from what is left with [`Common::flag`] and
-//! [`Common::value`], and [`Common::finish`] refuses anything nobody read.
+//! The arguments are split by lexopt. Options of one example are read from what is left with
+//! [`Common::flag`] and [`Common::value`], and [`Common::finish`] refuses anything nobody read.
 
 // Each example compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
@@ -34,50 +34,49 @@ pub(crate) struct Common {
     pub(crate) workers: Option<usize>,
     /// `--quick`: small sizes, finishing in a few seconds.
     pub(crate) quick: bool,
-    /// Arguments this module does not know, in order, for the example to read.
-    rest: Vec<String>,
+    /// Options this module does not know, in order, for the example to read.
+    rest: Vec<Opt>,
 }
 
 impl Common {
     /// Parses the process arguments. On `--help` prints `usage` (the example's first line and its
     /// own options) followed by the common options, and exits.
     pub(crate) fn parse(usage: &str) -> Res<Common> {
-        Self::parse_from(std::env::args().skip(1), usage)
+        Self::parse_from(std::env::args_os().skip(1), usage)
     }
 
-    fn parse_from(args: impl IntoIterator<Item = String>, usage: &str) -> Res<Common> {
+    fn parse_from(
+        args: impl IntoIterator<Item = impl Into<std::ffi::OsString>>,
+        usage: &str,
+    ) -> Res<Common> {
+        use lexopt::prelude::*;
+
         let mut backends = Vec::new();
         let mut workers = None;
         let mut quick = false;
-        let mut rest = Vec::new();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = split_inline(&arg);
-            let mut value = |name: &str| -> Result<String, String> {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            match flag {
-                "--backend" => {
-                    for name in value("--backend")?.split(',').filter(|n| !n.is_empty()) {
+        let mut rest: Vec<Opt> = Vec::new();
+        let mut parser = lexopt::Parser::from_args(args);
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("backend") => {
+                    let names = parser.value()?.string()?;
+                    for name in names.split(',').filter(|n| !n.is_empty()) {
                         let backend = Backend::from_name(name)?;
                         if !backends.contains(&backend) {
                             backends.push(backend);
                         }
                     }
                 }
-                "--workers" => workers = Some(value("--workers")?.parse()?),
-                "--quick" => quick = true,
-                "--list-backends" => {
+                Long("workers") => workers = Some(parser.value()?.parse()?),
+                Long("quick") => quick = true,
+                Long("list-backends") => {
                     // For scripts: `for b in $(cargo run --example seed -- --list-backends)`.
                     for backend in Backend::all() {
                         println!("{backend}");
                     }
                     std::process::exit(0);
                 }
-                "--help" | "-h" => {
+                Long("help") | Short('h') => {
                     println!("{}", usage.trim_end());
                     println!();
                     println!("common options:");
@@ -90,7 +89,22 @@ impl Common {
                     println!("  --list-backends   print the backends compiled in, and exit");
                     std::process::exit(0);
                 }
-                _ => rest.push(arg),
+                // The example's own option: whether it takes a value is only known when the
+                // example asks for it, so a value that follows is kept beside it.
+                Long(name) => {
+                    let name = format!("--{name}");
+                    let inline = parser.optional_value().map(|v| v.string()).transpose()?;
+                    rest.push(Opt {
+                        name,
+                        inline: inline.is_some(),
+                        value: inline,
+                    });
+                }
+                Value(value) => match rest.last_mut() {
+                    Some(opt) if opt.value.is_none() => opt.value = Some(value.string()?),
+                    _ => return Err(unexpected(&value.string()?)),
+                },
+                other => return Err(other.unexpected().into()),
             }
         }
         Ok(Common {
@@ -121,10 +135,18 @@ impl Common {
     }
 
     /// Takes the flag `name` (e.g. `"--json"`) from the remaining arguments.
-    pub(crate) fn flag(&mut self, name: &str) -> bool {
-        let before = self.rest.len();
-        self.rest.retain(|arg| arg != name);
-        self.rest.len() != before
+    pub(crate) fn flag(&mut self, name: &str) -> Res<bool> {
+        let mut found = false;
+        for opt in self.take(name) {
+            match opt.value {
+                Some(value) if opt.inline => {
+                    return Err(format!("{name} takes no value (got `{value}`)").into());
+                }
+                Some(value) => return Err(unexpected(&value)),
+                None => found = true,
+            }
+        }
+        Ok(found)
     }
 
     /// Takes the option `name VALUE` or `name=VALUE` from the remaining arguments; the last one
@@ -135,24 +157,8 @@ impl Common {
         T::Err: Error + 'static,
     {
         let mut found = None;
-        let mut i = 0;
-        while i < self.rest.len() {
-            let (flag, inline) = split_inline(&self.rest[i]);
-            if flag != name {
-                i += 1;
-                continue;
-            }
-            let text = match inline {
-                Some(text) => {
-                    self.rest.remove(i);
-                    text
-                }
-                None if i + 1 < self.rest.len() => {
-                    self.rest.remove(i);
-                    self.rest.remove(i)
-                }
-                None => return Err(format!("{name} needs a value").into()),
-            };
+        for opt in self.take(name) {
+            let text = opt.value.ok_or_else(|| format!("{name} needs a value"))?;
             let parsed = text
                 .parse()
                 .map_err(|e: T::Err| format!("{name} {text}: {e}"))?;
@@ -161,21 +167,37 @@ impl Common {
         Ok(found)
     }
 
+    /// Removes every occurrence of `name` from the remaining arguments, in order.
+    fn take(&mut self, name: &str) -> Vec<Opt> {
+        let (taken, kept) = std::mem::take(&mut self.rest)
+            .into_iter()
+            .partition(|opt| opt.name == name);
+        self.rest = kept;
+        taken
+    }
+
     /// Fails on any argument no one has taken.
     pub(crate) fn finish(&self) -> Res {
         match self.rest.first() {
-            Some(extra) => Err(format!("unexpected argument `{extra}` (try --help)").into()),
+            Some(extra) => Err(unexpected(&extra.name)),
             None => Ok(()),
         }
     }
 }
 
-/// `--flag=value` → (`--flag`, `Some("value")`); anything else → (`arg`, `None`).
-fn split_inline(arg: &str) -> (&str, Option<String>) {
-    match arg.split_once('=') {
-        Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-        _ => (arg, None),
-    }
+/// An option the common parser does not know, with the value written beside it, if any.
+#[derive(Debug)]
+struct Opt {
+    name: String,
+    /// `--name=value` or `--name value`: which of the two is known only once the example
+    /// says whether `--name` takes a value.
+    value: Option<String>,
+    /// The value was written `--name=value`.
+    inline: bool,
+}
+
+fn unexpected(arg: &str) -> Box<dyn Error> {
+    format!("unexpected argument `{arg}` (try --help)").into()
 }
 
 /// The names of the backends compiled in.

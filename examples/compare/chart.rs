@@ -17,7 +17,7 @@ pub(crate) fn draw(report: &Report, path: &str) -> Res {
             r.blocking.ok().map(|w| w.ratio)
         }),
         ("CPU: speedup over serial (higher is better)", |r| {
-            r.cpu.ok().map(|c| c.speedup)
+            r.cpu.ok().map(|c| c.speedup.median)
         }),
         ("crash: others done, share (higher is better)", |r| {
             r.crash

@@ -33,14 +33,16 @@ mod common;
 mod chart;
 mod counting;
 mod crash;
+mod gauge;
 mod measure;
 mod render;
 mod report;
+mod summary;
 mod verdict;
 mod workers_rss;
 
 use common::{Common, Res};
-use measure::{PHASES_PER_BACKEND, measure_backend, serial_baseline, silence_expected_panics};
+use measure::{PHASES_PER_BACKEND, measure_backend, silence_expected_panics, timed_rounds};
 use report::{Machine, Report};
 
 #[global_allocator]
@@ -65,7 +67,7 @@ options:
   --crash-tasks N    tasks in the crash test (one aborts)
   --stuck-ms W       how long the cancelled tasks would block their workers
   --payload-kib N    payload size for the data row
-  --reps N           repetitions of the timed rows (the best is kept)
+  --reps N           rounds of the timed rows (overhead, CPU, data); the median is kept
   --json             print the results as JSON instead of the table
   --svg PATH         also draw the ratio rows as a bar chart (SVG)";
 
@@ -88,7 +90,7 @@ fn main() -> Res {
     }
 
     let settings = Settings::from_args(&mut args)?;
-    let json = args.flag("--json");
+    let json = args.flag("--json")?;
     let svg: Option<String> = args.value("--svg")?;
     args.finish()?;
     let backends: Vec<Backend> = if args.backends.is_empty() {
@@ -97,32 +99,36 @@ fn main() -> Res {
         args.backends.clone()
     };
 
+    // The gauge reads the machine while this program is still idle, and again at the end.
+    let gauge_start = gauge::start();
     let progress = common::progress_bar(
-        1 + backends.len() as u64 * PHASES_PER_BACKEND,
+        backends.len() as u64 * PHASES_PER_BACKEND + u64::from(settings.reps),
         "{spinner} [{bar:30}] {pos}/{len} {msg}",
     );
-    progress.set_message("serial CPU baseline");
-    let mut serial = serial_baseline(&settings);
-    progress.inc(1);
-
-    let mut reports = Vec::new();
-    for &backend in &backends {
-        reports.push(measure_backend(
-            backend,
-            args.workers,
-            &settings,
-            &mut serial,
-            &progress,
-        ));
-    }
+    let mut reports: Vec<_> = backends
+        .iter()
+        .map(|&backend| measure_backend(backend, args.workers, &settings, &progress))
+        .collect();
+    let serial = timed_rounds(
+        &mut reports,
+        args.workers,
+        &settings,
+        gauge_start.cpus,
+        &progress,
+    );
     progress.finish_and_clear();
+    let gauge = gauge::finish(gauge_start);
+    summary::flag_impossible_moves(&mut reports);
+    let noisy = gauge.busy.is_some() || summary::any_impossible(&reports);
 
     let report = Report {
         machine: Machine::here(),
+        verdict: summary::verdict(&reports, noisy),
+        gauge,
+        noisy,
         settings,
         serial,
         backends: reports.iter().map(|r| r.backend.clone()).collect(),
-        verdict: verdict::verdict(&reports),
         results: reports,
     };
 
@@ -186,7 +192,7 @@ impl Settings {
             payload_bytes: args.value::<usize>("--payload-kib")?.unwrap_or(1024) * 1024,
             reps: args
                 .value("--reps")?
-                .unwrap_or(if q { 1 } else { 3 })
+                .unwrap_or(if q { 5 } else { 9 })
                 .max(1),
         })
     }

@@ -1,4 +1,7 @@
-//! Measuring one backend, row by row.
+//! Measuring: each backend on its own for the rows that need it alone (memory, waits,
+//! panics, cancels, crashes), then every backend at once for the timed rows (overhead, CPU,
+//! data), in rounds that interleave the backends so that a change of load during the run
+//! falls on all of them alike.
 
 use std::time::{Duration, Instant};
 
@@ -6,16 +9,19 @@ use polyexec::{Backend, Executor, TaskError};
 use serde_bytes::ByteBuf;
 
 use crate::report::*;
+use crate::verdict::{self, Spread};
 use crate::{EXPECTED_PANIC, Settings, common, counting, workers_rss};
 
 /// Progress steps per backend, for the progress bar.
-pub(crate) const PHASES_PER_BACKEND: u64 = 10;
+pub(crate) const PHASES_PER_BACKEND: u64 = 8;
+
+/// The timed rows' placeholder until [`timed_rounds`] fills them in.
+const NOT_YET: &str = "not measured";
 
 pub(crate) fn measure_backend(
     backend: Backend,
     workers: Option<usize>,
     s: &Settings,
-    serial: &mut Serial,
     progress: &indicatif::ProgressBar,
 ) -> BackendReport {
     progress.set_message(format!("{backend}: start"));
@@ -38,22 +44,18 @@ pub(crate) fn measure_backend(
         progress.inc(1);
         progress.set_message(format!("{backend}: {what}"));
     };
-    phase("overhead");
-    let overhead = measure_overhead(&exec, s.tasks, s.reps);
     phase("memory per pending task");
     let memory = measure_memory(&exec, s.mem_tasks, s.quick);
     phase("I/O-bound");
     let io = measure_io(&exec, s.io_tasks, s.io_ms);
     phase("blocking waits");
     let blocking = measure_blocking(&exec, s.blocking_tasks, s.blocking_ms);
-    phase("CPU-bound");
-    let cpu = measure_cpu(&exec, s, serial);
     phase("panic");
     let panic = measure_panic(&exec, s.panic_tasks);
     phase("cancelling stuck tasks");
     let cancel = measure_cancel(&exec, s.stuck_ms);
     phase("data round trip");
-    let data = measure_data(&exec, s.payload_bytes, s.reps * 5);
+    let data = measure_data(&exec, s.payload_bytes);
     let workers = exec.workers();
     // Stop this backend's workers before the next one is measured.
     exec.shutdown();
@@ -66,11 +68,15 @@ pub(crate) fn measure_backend(
         backend: backend.name().to_owned(),
         workers,
         start_ms: Measured::from_result(start_ms),
-        overhead: Measured::from_result(overhead),
+        overhead: Measured::Failed {
+            error: NOT_YET.into(),
+        },
         memory: Measured::from_result(memory),
         io: Measured::from_result(io),
         blocking: Measured::from_result(blocking),
-        cpu: Measured::from_result(cpu),
+        cpu: Measured::Failed {
+            error: NOT_YET.into(),
+        },
         panic: Measured::from_result(panic),
         cancel: Measured::from_result(cancel),
         crash: Measured::from_result(crash),
@@ -112,30 +118,6 @@ pub(crate) fn join_ok<T>(handles: Vec<polyexec::TaskHandle<T>>) -> Result<Vec<T>
         .into_iter()
         .map(|h| h.join().map_err(|e| e.to_string()))
         .collect()
-}
-
-/// Overhead: submit `n` trivial tasks, then join them all; the best of `reps` runs.
-pub(crate) fn measure_overhead<E: Executor>(
-    exec: &E,
-    n: u64,
-    reps: u32,
-) -> Result<Overhead, String> {
-    let mut best = Duration::MAX;
-    for _ in 0..reps {
-        let start = Instant::now();
-        let handles = exec.spawn_all(0..n, |x: u64| x + 1);
-        let results = join_ok(handles)?;
-        best = best.min(start.elapsed());
-        if results.len() as u64 != n {
-            return Err("lost results".into());
-        }
-    }
-    let secs = best.as_secs_f64();
-    Ok(Overhead {
-        tasks: n,
-        us_per_task: secs * 1e6 / n as f64,
-        tasks_per_sec: n as f64 / secs,
-    })
 }
 
 /// Memory: bytes this process allocated and had not freed while `n` async tasks sleep, ÷ `n`.
@@ -223,58 +205,6 @@ impl Waiting {
     }
 }
 
-/// The chunks one after another on this thread: (primes, wall time).
-pub(crate) fn run_serial(ranges: &[(u64, u64)]) -> (u64, Duration) {
-    let start = Instant::now();
-    let primes = ranges.iter().map(|&r| common::count_primes(r)).sum();
-    (primes, start.elapsed())
-}
-
-/// The serial baseline: the primes to expect, and a first timing (warming the CPU up).
-pub(crate) fn serial_baseline(s: &Settings) -> Serial {
-    let ranges = common::ranges(s.cpu_work, s.cpu_chunks);
-    let (primes, first) = run_serial(&ranges);
-    let (_, second) = run_serial(&ranges);
-    Serial {
-        primes_below: s.cpu_work,
-        primes,
-        wall_ms: ms(first.min(second)),
-    }
-}
-
-/// CPU-bound: the chunks as tasks, against the same chunks run serially on this thread. The
-/// machine may be busy with other work, so each repetition runs the two back to back and the
-/// best of each is kept.
-pub(crate) fn measure_cpu<E: Executor>(
-    exec: &E,
-    s: &Settings,
-    serial: &mut Serial,
-) -> Result<Cpu, String> {
-    let ranges = common::ranges(s.cpu_work, s.cpu_chunks);
-    let mut best = Duration::MAX;
-    let mut best_serial = Duration::MAX;
-    // Two more pairs than the other rows repeat: CPU timings suffer most from a busy machine,
-    // and the best of several short runs is likelier to find a quiet moment.
-    for _ in 0..s.reps + 2 {
-        best_serial = best_serial.min(run_serial(&ranges).1);
-        let start = Instant::now();
-        let primes: u64 = join_ok(exec.spawn_all(ranges.iter().copied(), common::count_primes))?
-            .into_iter()
-            .sum();
-        best = best.min(start.elapsed());
-        if primes != serial.primes {
-            return Err(format!("counted {primes} primes, serial {}", serial.primes));
-        }
-    }
-    serial.wall_ms = serial.wall_ms.min(ms(best_serial));
-    Ok(Cpu {
-        chunks: ranges.len() as u64,
-        wall_ms: ms(best),
-        serial_ms: ms(best_serial),
-        speedup: ms(best_serial) / ms(best),
-    })
-}
-
 /// Panic containment: `n` tasks, the middle one panics; do the others still return?
 pub(crate) fn measure_panic<E: Executor>(exec: &E, n: u32) -> Result<Panic, String> {
     let bad = n / 2;
@@ -342,51 +272,248 @@ pub(crate) fn short_error(e: &TaskError) -> String {
     }
 }
 
-/// Data: round trips of a `payload`-byte buffer (`serde_bytes::ByteBuf`) through an identity task; the median time, the
-/// bytes this process allocated for it, and whether the same buffer came back.
-pub(crate) fn measure_data<E: Executor>(
-    exec: &E,
-    payload: usize,
-    reps: u32,
-) -> Result<Data, String> {
-    let mut times = Vec::new();
+/// Data: what a round trip of a `payload`-byte buffer (`serde_bytes::ByteBuf`) through an
+/// identity task costs this process: copies, and whether the same buffer came back. Its time is
+/// measured in [`timed_rounds`], interleaved with the other backends.
+pub(crate) fn measure_data<E: Executor>(exec: &E, payload: usize) -> Result<Data, String> {
     let mut copies = f64::MAX;
     let mut same_buffer = true;
-    // One round trip first, to warm caches and buffers; then the measured ones.
-    for rep in 0..=reps {
-        // `ByteBuf` rather than a bare `Vec<u8>`: serialized as one block of bytes (a
-        // `Vec<u8>` is serialized element by element), as docs/subprocess.md advises for byte
-        // payloads; in process it is moved like the `Vec` it wraps.
-        let data = ByteBuf::from((0..payload).map(|i| i as u8).collect::<Vec<u8>>());
-        let sent = data.as_ptr() as usize;
-        let before = counting::start();
-        let start = Instant::now();
-        let back = exec
-            .spawn(data, |buffer: ByteBuf| buffer)
-            .join()
-            .map_err(|e| e.to_string())?;
-        let elapsed = start.elapsed();
-        let allocated = counting::allocated_since(&before);
-        counting::stop();
-        if back.len() != payload || back.iter().enumerate().any(|(i, &b)| b != i as u8) {
-            return Err("the payload came back changed".into());
-        }
+    let mut times = Vec::new();
+    // One round trip first, to warm caches and buffers; then the counted ones.
+    for rep in 0..4 {
+        let (sent, back, elapsed, allocated) = data_round_trip(exec, payload)?;
         if rep > 0 {
             times.push(elapsed);
             copies = copies.min(allocated as f64 / payload.max(1) as f64);
-            same_buffer &= back.as_ptr() as usize == sent;
+            same_buffer &= back == sent;
         }
     }
-    times.sort();
     let crosses_processes = workers_rss::total().is_some_and(|(count, _)| count > 0);
     Ok(Data {
         payload_bytes: payload,
-        round_trip_us: times[times.len() / 2].as_secs_f64() * 1e6,
+        round_trip_us: Spread::of(&times).ok_or("no round trip")?,
         copies_in_this_process: copies,
         // The address of a fresh allocation can repeat by chance; only count it as the same
         // buffer when nothing was copied either.
         same_buffer: same_buffer && copies < 0.5,
         crosses_processes,
+        impossible: None,
+    })
+}
+
+/// One round trip: (address sent, address back, µs, bytes allocated here meanwhile).
+fn data_round_trip<E: Executor>(
+    exec: &E,
+    payload: usize,
+) -> Result<(usize, usize, f64, usize), String> {
+    // `ByteBuf` rather than a bare `Vec<u8>`: serialized as one block of bytes (a `Vec<u8>` is
+    // serialized element by element), as docs/subprocess.md advises for byte payloads; in
+    // process it is moved like the `Vec` it wraps.
+    let data = ByteBuf::from((0..payload).map(|i| i as u8).collect::<Vec<u8>>());
+    let sent = data.as_ptr() as usize;
+    let before = counting::start();
+    let start = Instant::now();
+    let back = exec
+        .spawn(data, |buffer: ByteBuf| buffer)
+        .join()
+        .map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed().as_secs_f64() * 1e6;
+    let allocated = counting::allocated_since(&before);
+    counting::stop();
+    if back.len() != payload || back.iter().enumerate().any(|(i, &b)| b != i as u8) {
+        return Err("the payload came back changed".into());
+    }
+    Ok((sent, back.as_ptr() as usize, elapsed, allocated))
+}
+
+/// The chunks one after another on this thread: (primes, wall time).
+fn run_serial(ranges: &[(u64, u64)]) -> (u64, Duration) {
+    let start = Instant::now();
+    let primes = ranges.iter().map(|&r| common::count_primes(r)).sum();
+    (primes, start.elapsed())
+}
+
+/// The chunks as tasks on `exec`: (primes, wall time).
+fn run_parallel<E: Executor>(exec: &E, ranges: &[(u64, u64)]) -> Result<(u64, Duration), String> {
+    let start = Instant::now();
+    let primes = join_ok(exec.spawn_all(ranges.iter().copied(), common::count_primes))?
+        .into_iter()
+        .sum();
+    Ok((primes, start.elapsed()))
+}
+
+/// What one backend's timed rounds collected.
+#[derive(Debug, Default)]
+struct Rounds {
+    serial_ms: Vec<f64>,
+    parallel_ms: Vec<f64>,
+    /// Serial ÷ parallel, per pair.
+    ratios: Vec<f64>,
+    overhead_us: Vec<f64>,
+    data_us: Vec<f64>,
+    error: Option<String>,
+}
+
+/// The timed rows, every backend at once: `s.reps` rounds, each running, per backend (in an
+/// order that rotates from round to round), a CPU pair (serial and parallel back to back,
+/// which one first alternating), the overhead batch and data round trips. The per-pair ratio
+/// cancels a load that changes slowly; the spread over rounds shows what is left.
+///
+/// Fills in `overhead`, `cpu` and the data row's time of `reports`; returns the serial
+/// baseline.
+pub(crate) fn timed_rounds(
+    reports: &mut [BackendReport],
+    workers: Option<usize>,
+    s: &Settings,
+    cpus: f64,
+    progress: &indicatif::ProgressBar,
+) -> Serial {
+    let ranges = common::ranges(s.cpu_work, s.cpu_chunks);
+    // Warm the CPU up, and learn the answer every backend must find.
+    let (primes, _) = run_serial(&ranges);
+    let execs: Vec<Option<polyexec::AnyExecutor>> = reports
+        .iter()
+        .map(|r| {
+            let backend = Backend::from_name(&r.backend).ok()?;
+            let exec = backend.build_with_workers(workers).ok()?;
+            // The workers are up before the first round.
+            exec.spawn(0u8, |x: u8| x).join().ok()?;
+            Some(exec)
+        })
+        .collect();
+    let mut rounds: Vec<Rounds> = execs.iter().map(|_| Rounds::default()).collect();
+    let n = execs.len().max(1);
+    for round in 0..s.reps as usize {
+        progress.set_message(format!("timed rows: round {} of {}", round + 1, s.reps));
+        for k in 0..n {
+            let i = (k + round) % n;
+            let (Some(exec), got) = (&execs[i], &mut rounds[i]) else {
+                continue;
+            };
+            if got.error.is_some() {
+                continue;
+            }
+            if let Err(e) = one_round(exec, &ranges, primes, round % 2 == 0, s, got) {
+                got.error = Some(e);
+            }
+        }
+        progress.inc(1);
+    }
+    for exec in execs.into_iter().flatten() {
+        exec.shutdown();
+    }
+
+    let mut all_serial = Vec::new();
+    for (report, got) in reports.iter_mut().zip(rounds) {
+        all_serial.extend_from_slice(&got.serial_ms);
+        if let Some(error) = &got.error {
+            report.overhead = failed(error);
+            report.cpu = failed(error);
+            report.data = failed(error);
+            continue;
+        }
+        let Some(overhead) = Spread::of(&got.overhead_us) else {
+            report.overhead = failed("could not start");
+            report.cpu = failed("could not start");
+            continue;
+        };
+        report.overhead = Measured::Ok(Overhead {
+            tasks: s.tasks,
+            us_per_task: overhead,
+            tasks_per_sec: 1e6 / overhead.median,
+        });
+        report.cpu = cpu_row(&got, ranges.len(), report.workers, cpus);
+        if let (Measured::Ok(data), Some(times)) = (&mut report.data, Spread::of(&got.data_us)) {
+            data.round_trip_us = times;
+        }
+    }
+    Serial {
+        primes_below: s.cpu_work,
+        primes,
+        wall_ms: Spread::of(&all_serial).map_or(f64::NAN, |s| s.median),
+    }
+}
+
+fn failed<T>(error: &str) -> Measured<T> {
+    Measured::Failed {
+        error: error.into(),
+    }
+}
+
+/// One backend's share of one round.
+fn one_round<E: Executor>(
+    exec: &E,
+    ranges: &[(u64, u64)],
+    primes: u64,
+    serial_first: bool,
+    s: &Settings,
+    got: &mut Rounds,
+) -> Result<(), String> {
+    let serial = |got: &mut Rounds| got.serial_ms.push(ms(run_serial(ranges).1));
+    if serial_first {
+        serial(got);
+    }
+    let (counted, wall) = run_parallel(exec, ranges)?;
+    if counted != primes {
+        return Err(format!("counted {counted} primes, serial {primes}"));
+    }
+    got.parallel_ms.push(ms(wall));
+    if !serial_first {
+        serial(got);
+    }
+    let last = got.serial_ms.len() - 1;
+    got.ratios.push(got.serial_ms[last] / ms(wall));
+
+    let start = Instant::now();
+    let results = join_ok(exec.spawn_all(0..s.tasks, |x: u64| x + 1))?;
+    if results.len() as u64 != s.tasks {
+        return Err("lost results".into());
+    }
+    got.overhead_us
+        .push(start.elapsed().as_secs_f64() * 1e6 / s.tasks.max(1) as f64);
+
+    for _ in 0..3 {
+        got.data_us.push(data_round_trip(exec, s.payload_bytes)?.2);
+    }
+    Ok(())
+}
+
+/// The CPU row from the pairs: pairs above the physical bound are left out and counted; the
+/// speedup is flagged when it is out of bounds or when most pairs were.
+fn cpu_row(got: &Rounds, chunks: usize, workers: usize, cpus: f64) -> Measured<Cpu> {
+    let (possible, impossible): (Vec<f64>, Vec<f64>) = got
+        .ratios
+        .iter()
+        .partition(|&&r| verdict::impossible_speedup(r, workers, cpus).is_none());
+    let all = Spread::of(&got.ratios);
+    let kept = Spread::of(&possible);
+    let (speedup, flag) = match (kept, all) {
+        (Some(kept), _) if impossible.len() * 2 <= got.ratios.len() => (
+            kept,
+            verdict::impossible_speedup(kept.median, workers, cpus),
+        ),
+        (_, Some(all)) => (
+            all,
+            Some(format!(
+                "{} of {} pairs gave a speedup above what {workers} worker(s) on {cpus:.0} CPUs allow",
+                impossible.len(),
+                got.ratios.len()
+            )),
+        ),
+        (_, None) => {
+            return Measured::Failed {
+                error: "no CPU pair finished".into(),
+            };
+        }
+    };
+    let median = |v: &[f64]| Spread::of(v).map_or(f64::NAN, |s| s.median);
+    Measured::Ok(Cpu {
+        chunks: chunks as u64,
+        wall_ms: median(&got.parallel_ms),
+        serial_ms: median(&got.serial_ms),
+        speedup,
+        impossible_pairs: impossible.len(),
+        impossible: flag,
     })
 }
 

@@ -68,7 +68,22 @@ pub(crate) fn table(report: &Report) -> String {
     });
     row(
         format!("overhead: µs/task ({} trivial)", thousands(s.tasks)),
-        &|b, n| cell(&b.overhead, |o| fmt_num(o.us_per_task), n, &b.backend),
+        &|b, n| {
+            cell(
+                &b.overhead,
+                |o| {
+                    let v = o.us_per_task;
+                    format!(
+                        "{} ({}–{})",
+                        fmt_num(v.median),
+                        fmt_num(v.lo),
+                        fmt_num(v.hi)
+                    )
+                },
+                n,
+                &b.backend,
+            )
+        },
     );
     row(
         format!("memory per pending task ({})", thousands(s.mem_tasks)),
@@ -129,7 +144,13 @@ pub(crate) fn table(report: &Report) -> String {
         &|b, n| {
             cell(
                 &b.cpu,
-                |c| format!("{:.2}× ({:.0} ms)", c.speedup, c.wall_ms),
+                |c| {
+                    let v = c.speedup;
+                    match c.impossible {
+                        Some(_) => format!("{:.2}×: impossible", v.median),
+                        None => format!("{:.2}× ({:.2}–{:.2})", v.median, v.lo, v.hi),
+                    }
+                },
                 n,
                 &b.backend,
             )
@@ -218,7 +239,23 @@ pub(crate) fn table(report: &Report) -> String {
             "data: {} round trip",
             bytes(s.payload_bytes as f64).replace(".0 ", " ")
         ),
-        &|b, n| cell(&b.data, |d| micros(d.round_trip_us), n, &b.backend),
+        &|b, n| {
+            cell(
+                &b.data,
+                |d| {
+                    let v = d.round_trip_us;
+                    let flag = if d.impossible.is_some() { " noise" } else { "" };
+                    format!(
+                        "{} ({}–{}){flag}",
+                        micros(v.median),
+                        fmt_num(v.lo),
+                        fmt_num(v.hi)
+                    )
+                },
+                n,
+                &b.backend,
+            )
+        },
     );
     row("  how it travels".into(), &|b, n| {
         cell(
@@ -267,17 +304,10 @@ pub(crate) fn table(report: &Report) -> String {
         },
         if s.quick { ", --quick sizes" } else { "" }
     );
-    if let Some(load) = m.load_average {
-        let busy = if load > m.cores as f64 {
-            ": busier than its cores, so timings are noisy"
-        } else {
-            ""
-        };
-        let _ = writeln!(out, "load average {load:.1}{busy}");
-    }
+    out.push_str(&gauge_lines(report));
     let _ = writeln!(
         out,
-        "serial baseline: {} primes below {} in {:.0} ms on one thread\n",
+        "serial baseline: {} primes below {} in {:.0} ms on one thread (median)\n",
         thousands(report.serial.primes),
         thousands(report.serial.primes_below),
         report.serial.wall_ms
@@ -338,12 +368,49 @@ how to read it:
         return out;
     }
     for v in &report.verdict {
-        let pick = if v.pick.is_empty() {
-            "none of these".to_owned()
-        } else {
-            v.pick.join(" or ")
+        let head = match (&v.no_clear_winner, v.pick.as_slice()) {
+            (Some(reason), _) => format!("no clear winner for {}: {reason}", v.when),
+            (None, []) => format!("use none of these for {}", v.when),
+            (None, pick) => format!("use {} for {}", pick.join(" or "), v.when),
         };
-        let _ = writeln!(out, "  use {pick} for {}\n      {}", v.when, v.why);
+        let _ = writeln!(out, "  {head}\n      {}", v.why);
+    }
+    out
+}
+
+/// The gauge, two lines: what the machine offered, and whether it was busy.
+fn gauge_lines(report: &Report) -> String {
+    let g = &report.gauge;
+    let opt = |v: Option<f64>, digits: usize| match v {
+        Some(v) => format!("{v:.digits$}"),
+        None => "?".into(),
+    };
+    let cgroup = match g.cgroup_cpus {
+        Some(q) => format!("cgroup quota {q:.1}"),
+        None => "no cgroup quota".into(),
+    };
+    let affinity = g.affinity_cpus.map_or("?".into(), |n| n.to_string());
+    let mut out = format!(
+        "machine: {:.0} CPUs available (affinity {affinity}, {cgroup}); load {} → {}; \
+         other programs used {} CPUs before, {} after; steal {} %\n",
+        g.cpus_available,
+        opt(g.load_before, 1),
+        opt(g.load_after, 1),
+        opt(g.others_cpus_before, 1),
+        opt(g.others_cpus_after, 1),
+        opt(g.steal.map(|s| s * 100.0), 1),
+    );
+    match &g.busy {
+        Some(why) => {
+            let _ = writeln!(
+                out,
+                "  busy: {why}; timings are noisy, verdicts that depend on them may be withheld"
+            );
+        }
+        None if report.noisy => {
+            out.push_str("  some timings were impossible (marked), so the run was noisy\n");
+        }
+        None => out.push_str("  quiet: timings can be compared\n"),
     }
     out
 }

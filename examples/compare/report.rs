@@ -3,10 +3,15 @@
 use serde::Serialize;
 
 use crate::Settings;
+use crate::gauge::Gauge;
+use crate::verdict::Spread;
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
     pub(crate) machine: Machine,
+    pub(crate) gauge: Gauge,
+    /// The timings may be noise: the machine was busy, or a value was impossible.
+    pub(crate) noisy: bool,
     pub(crate) settings: Settings,
     pub(crate) serial: Serial,
     /// The backends measured, in column order.
@@ -21,9 +26,6 @@ pub(crate) struct Machine {
     pub(crate) os: &'static str,
     pub(crate) arch: &'static str,
     pub(crate) optimized: bool,
-    /// The 1-minute load average when the run ended (Linux): above the core count, other
-    /// programs were competing for the CPU and the timings are noisy.
-    pub(crate) load_average: Option<f64>,
 }
 
 impl Machine {
@@ -33,9 +35,6 @@ impl Machine {
             os: std::env::consts::OS,
             arch: std::env::consts::ARCH,
             optimized: !cfg!(debug_assertions),
-            load_average: std::fs::read_to_string("/proc/loadavg")
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse().ok()),
         }
     }
 }
@@ -84,7 +83,9 @@ pub(crate) struct BackendReport {
 #[derive(Debug, Serialize)]
 pub(crate) struct Overhead {
     pub(crate) tasks: u64,
-    pub(crate) us_per_task: f64,
+    /// Per round (backends interleaved round by round).
+    pub(crate) us_per_task: Spread,
+    /// From the median.
     pub(crate) tasks_per_sec: f64,
 }
 
@@ -120,18 +121,23 @@ pub(crate) struct Waiting {
 pub(crate) struct Serial {
     pub(crate) primes_below: u64,
     pub(crate) primes: u64,
-    /// The best serial time of the whole run.
+    /// The median of every serial run (one per pair).
     pub(crate) wall_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Cpu {
     pub(crate) chunks: u64,
+    /// Median wall time of the parallel runs.
     pub(crate) wall_ms: f64,
-    /// The serial run timed alongside (best of the repetitions).
+    /// Median of the serial runs paired with them.
     pub(crate) serial_ms: f64,
-    /// Serial wall time ÷ this backend's wall time.
-    pub(crate) speedup: f64,
+    /// Per pair: serial wall time ÷ this backend's wall time, timed back to back.
+    pub(crate) speedup: Spread,
+    /// Pairs whose ratio exceeded what the workers and CPUs allow (left out of `speedup`).
+    pub(crate) impossible_pairs: usize,
+    /// Why the speedup cannot be true, if it cannot: then it is shown but not used.
+    pub(crate) impossible: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -175,7 +181,10 @@ pub(crate) struct CancelStuck {
 #[derive(Debug, Serialize)]
 pub(crate) struct Data {
     pub(crate) payload_bytes: usize,
-    pub(crate) round_trip_us: f64,
+    /// Round trips, backends interleaved round by round.
+    pub(crate) round_trip_us: Spread,
+    /// Why the round trip time cannot be true, if it cannot: then it is not used.
+    pub(crate) impossible: Option<String>,
     /// Bytes allocated in this process for one round trip, ÷ the payload size.
     pub(crate) copies_in_this_process: f64,
     /// The output came back in the very buffer that was sent.
@@ -188,8 +197,11 @@ pub(crate) struct Data {
 pub(crate) struct Verdict {
     /// The kind of work.
     pub(crate) when: String,
-    /// The backends that measured best for it (more than one when within 15 %).
+    /// The backends that measured best for it (more than one when tied); empty when there is
+    /// no clear winner.
     pub(crate) pick: Vec<String>,
+    /// Why no backend is picked, when none is ("rerun on a quiet machine" if it was busy).
+    pub(crate) no_clear_winner: Option<String>,
     /// The numbers behind the pick.
     pub(crate) why: String,
 }
