@@ -97,16 +97,78 @@ impl fmt::Debug for EventLoopThread {
     }
 }
 
-/// The panic of a blocking wait on an event-loop thread; `#[track_caller]` so that the reported
+/// Where a blocking wait must not block, and why.
+#[derive(Clone, Copy)]
+enum NoBlocking {
+    EventLoop,
+    #[cfg(feature = "tokio")]
+    TokioCurrentThread,
+}
+
+/// `Some` if a blocking wait on this thread must not block: an event-loop thread, or (feature
+/// `tokio`) a thread running a current-thread tokio runtime, which the wait would stall.
+#[inline]
+fn must_not_block() -> Option<NoBlocking> {
+    if is_event_loop_thread() {
+        return Some(NoBlocking::EventLoop);
+    }
+    #[cfg(feature = "tokio")]
+    if crate::runtime::on_current_thread_runtime() {
+        return Some(NoBlocking::TokioCurrentThread);
+    }
+    None
+}
+
+/// The panic of a blocking wait where it must not block; `#[track_caller]` so that the reported
 /// location is the user's `join()`, not this module.
 #[cold]
 #[track_caller]
-fn refuse_blocking_on_event_loop() -> ! {
-    panic!(
-        "join() called on an event-loop thread: .await the handle instead \
-         (a blocking wait here would stall the event loop, and deadlock if the awaited task \
-         needs this loop; run blocking code on the thread or subprocess backend)"
-    )
+fn refuse_blocking(why: NoBlocking) -> ! {
+    match why {
+        NoBlocking::EventLoop => panic!(
+            "join() called on an event-loop thread: .await the handle instead \
+             (a blocking wait here would stall the event loop, and deadlock if the awaited task \
+             needs this loop; run blocking code on the thread or subprocess backend)"
+        ),
+        #[cfg(feature = "tokio")]
+        NoBlocking::TokioCurrentThread => panic!(
+            "a blocking wait (join, join_all, map, or dropping an executor with work left) was \
+             called on a thread running a current-thread tokio runtime: .await the handle \
+             instead (blocking here would stall that runtime, and deadlock if the task needs it)"
+        ),
+    }
+}
+
+/// `false` where a blocking wait must not block (see [`block_on`]): an event-loop thread, or
+/// (feature `tokio`) a thread that runs a current-thread tokio runtime.
+///
+/// For executors whose shutdown or `Drop` waits for their tasks: where this is `false`, they
+/// hand the wait to another thread and then call [`assert_may_block`].
+///
+/// # Examples
+///
+/// ```
+/// assert!(polyexec_core::may_block());
+/// let _loop = polyexec_core::enter_event_loop();
+/// assert!(!polyexec_core::may_block());
+/// ```
+pub fn may_block() -> bool {
+    must_not_block().is_none()
+}
+
+/// Panics, with advice to `.await` instead, where [`may_block`] is `false`.
+///
+/// # Examples
+///
+/// ```
+/// // On an ordinary thread, waiting is fine.
+/// polyexec_core::assert_may_block();
+/// ```
+#[track_caller]
+pub fn assert_may_block() {
+    if let Some(why) = must_not_block() {
+        refuse_blocking(why);
+    }
 }
 
 struct ThreadWaker(Thread);
@@ -147,7 +209,11 @@ fn with_thread_waker<R>(body: impl FnOnce(&Waker) -> R) -> R {
 ///
 /// # Panics
 ///
-/// On a thread marked with [`enter_event_loop`], if `future` is not ready at once (see there).
+/// If `future` is not ready at once: on a thread marked with [`enter_event_loop`] (see there),
+/// and, with the feature `tokio`, on a thread that runs a current-thread tokio runtime (inside
+/// its `block_on` or a `#[tokio::main(flavor = "current_thread")]` body), which the wait would
+/// stall; `.await` instead. On a multi-thread runtime's worker, wrap the wait in
+/// `tokio::task::block_in_place`, which moves that thread's other tasks elsewhere first.
 ///
 /// # Examples
 ///
@@ -158,10 +224,10 @@ fn with_thread_waker<R>(body: impl FnOnce(&Waker) -> R) -> R {
 #[track_caller]
 pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
-    if is_event_loop_thread() {
+    if let Some(why) = must_not_block() {
         match poll_once(future.as_mut()) {
             Poll::Ready(v) => return v,
-            Poll::Pending => refuse_blocking_on_event_loop(),
+            Poll::Pending => refuse_blocking(why),
         }
     }
     with_thread_waker(|waker| {
@@ -191,11 +257,11 @@ pub(crate) fn block_on_until<F: Future + Unpin>(
     future: &mut F,
     deadline: Instant,
 ) -> Option<F::Output> {
-    if is_event_loop_thread() {
+    if let Some(why) = must_not_block() {
         return match poll_once(Pin::new(&mut *future)) {
             Poll::Ready(v) => Some(v),
             Poll::Pending if Instant::now() >= deadline => None,
-            Poll::Pending => refuse_blocking_on_event_loop(),
+            Poll::Pending => refuse_blocking(why),
         };
     }
     with_thread_waker(|waker| {

@@ -40,6 +40,8 @@ mod handle;
 mod inline;
 mod join;
 mod map;
+#[cfg(feature = "tokio")]
+mod runtime;
 mod set;
 mod spin;
 mod task;
@@ -49,7 +51,9 @@ mod time;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
-pub use block::{EventLoopThread, block_on, enter_event_loop, is_event_loop_thread};
+pub use block::{
+    EventLoopThread, assert_may_block, block_on, enter_event_loop, is_event_loop_thread, may_block,
+};
 pub use error::{BuildError, CodecError, CodecStage, Panic, TaskError, WorkerExit};
 pub use executor::{Executor, MapOptions};
 pub use gate::SubmitGate;
@@ -60,6 +64,9 @@ pub use join::{
     wait_any,
 };
 pub use map::Map;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use runtime::{TokioContext, TokioRuntime, enter_tokio};
 pub use set::TaskSet;
 pub use task::{
     AsyncTask, BlockingTask, Portable, assert_portable, catch_async, catch_task,

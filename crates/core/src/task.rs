@@ -134,6 +134,15 @@ pub fn install_panic_hook() {
     });
 }
 
+/// Part of tokio's panic message when a tokio resource is made outside a runtime context.
+#[cfg(not(feature = "tokio"))]
+const NO_REACTOR: &str = "there is no reactor running";
+
+/// Appended to that message.
+#[cfg(not(feature = "tokio"))]
+const TOKIO_HINT: &str = " (hint: this task uses a tokio-based library; enable polyexec's `tokio` \
+     feature so that portable tasks run inside a tokio runtime on every backend)";
+
 /// Turns a panic payload into [`TaskError::Panicked`], taking the location recorded by the hook.
 ///
 /// # Examples
@@ -144,13 +153,20 @@ pub fn install_panic_hook() {
 /// assert_eq!(err.panic_message(), Some("bad 1"));
 /// ```
 pub fn panic_error(payload: Box<dyn Any + Send>) -> TaskError {
-    let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+    #[allow(unused_mut)] // mutated only without the feature `tokio`
+    let mut message = if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()
     } else {
         "<non-string panic payload>".to_owned()
     };
+    // Tokio's panic when a tokio resource is made outside a runtime context: the task uses a
+    // tokio-based library, which needs the feature that gives tasks a runtime.
+    #[cfg(not(feature = "tokio"))]
+    if message.contains(NO_REACTOR) {
+        message.push_str(TOKIO_HINT);
+    }
     let location = LAST_PANIC_LOCATION
         .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
         .ok()
@@ -207,4 +223,29 @@ where
         .into_iter()
         .map(|input| catch_task(|| task(input)))
         .collect()
+}
+
+#[cfg(all(test, not(feature = "tokio")))]
+mod tests {
+    #[test]
+    fn no_reactor_panics_name_the_tokio_feature() {
+        let err = super::catch_task(|| {
+            panic!(
+                "there is no reactor running, must be called from the context of a Tokio 1.x \
+                 runtime"
+            )
+        })
+        .unwrap_err();
+        let message = err.panic_message().unwrap();
+        assert!(
+            message.starts_with("there is no reactor running"),
+            "{message}"
+        );
+        assert!(
+            message.contains("enable polyexec's `tokio` feature"),
+            "{message}"
+        );
+        let other = super::catch_task(|| panic!("unrelated")).unwrap_err();
+        assert_eq!(other.panic_message(), Some("unrelated"));
+    }
 }

@@ -48,6 +48,10 @@ pub(crate) struct Shared {
     stop_counted: AtomicBool,
     stop_uncounted: AtomicBool,
     size: usize,
+    /// The runtime whose context the loop threads (and `spawn_async`, while it makes a task's
+    /// future) enter, so that tasks can use tokio types.
+    #[cfg(feature = "tokio")]
+    pub(crate) tokio: polyexec_core::TokioRuntime,
     task_timeout: Option<Duration>,
 }
 
@@ -132,6 +136,13 @@ impl Shared {
     }
 
     fn shutdown(self: &Arc<Self>, now: bool) {
+        // Waiting here for unfinished tasks would stall an event loop or a current-thread tokio
+        // runtime: the shutdown goes on without this thread, which then panics with advice.
+        let refused = !now
+            && !thread::panicking()
+            && !polyexec_core::may_block()
+            && !runner::is_loop_thread_of(self)
+            && !self.executor.is_empty();
         self.gate.close();
         if now {
             if !self.stop_counted.swap(true, Ordering::SeqCst) {
@@ -149,7 +160,7 @@ impl Shared {
             // the phase (both sides order through the executor's task lock and `SeqCst`).
             self.check_drained();
         }
-        if runner::is_loop_thread_of(self) {
+        if refused || runner::is_loop_thread_of(self) {
             // Joining here would wait for this very thread. Another thread finishes the job;
             // the loop threads (this one included, once its current task returns) exit on
             // their own, so the shutdown completes even if that thread cannot be started.
@@ -157,6 +168,9 @@ impl Shared {
             let _ = thread::Builder::new()
                 .name("polyexec-loop-shutdown".into())
                 .spawn(move || shared.finish_shutdown(now));
+            if refused {
+                polyexec_core::assert_may_block();
+            }
             return;
         }
         if now {
@@ -184,6 +198,9 @@ impl Shared {
                 runner::uncount_stopping_loop();
             }
         }
+        // No task of the loop's can run any more; what tasks handed to `tokio::spawn` goes too.
+        #[cfg(feature = "tokio")]
+        self.tokio.shutdown();
     }
 }
 
@@ -234,6 +251,10 @@ impl Shared {
 /// ```
 pub struct EventLoop {
     shared: Arc<Shared>,
+    /// The runtime's handle, entered by `spawn_async` while it makes a task's future (a handle
+    /// of the loop's own, for the reason given in `runner::run`).
+    #[cfg(feature = "tokio")]
+    tokio: tokio::runtime::Handle,
 }
 
 impl EventLoop {
@@ -399,6 +420,10 @@ impl Executor for EventLoop {
         // first poll, which keeps it in the same allocator size class as a blocking task's
         // (measured: about 5% of spawn + await on the loop; docs/benchmarks.md). A panic while
         // making the future is still the task's result.
+        // In the runtime's context, as on the loop threads: a closure that makes a tokio
+        // resource before its `async` block (`|d| tokio::time::sleep(d)`) works here too.
+        #[cfg(feature = "tokio")]
+        let _tokio = polyexec_core::enter_tokio(&self.tokio);
         match catch_task(|| task(input)) {
             Ok(future) => self.submit_timed(OkOutput::new(future)),
             Err(err) => TaskHandle::ready(Err(err)),
@@ -500,6 +525,8 @@ pub struct EventLoopBuilder {
     thread_name: Option<String>,
     stack_size: Option<usize>,
     task_timeout: Option<Duration>,
+    #[cfg(feature = "tokio")]
+    tokio_handle: Option<tokio::runtime::Handle>,
 }
 
 impl EventLoopBuilder {
@@ -568,6 +595,36 @@ impl EventLoopBuilder {
         self
     }
 
+    /// Runs tasks in the context of the caller's tokio runtime instead of one of the loop's own.
+    ///
+    /// Without this option the loop starts a runtime of its own (one tokio thread that drives
+    /// I/O and timers, docs/tokio.md says why). With it, the caller keeps the runtime running:
+    /// a multi-thread runtime drives its drivers on its own threads; a current-thread runtime
+    /// only while its `block_on` runs, so tasks that wait on tokio resources progress only then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::Executor;
+    ///
+    /// let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    /// let event_loop = polyexec_coroutine::EventLoop::builder()
+    ///     .tokio_handle(rt.handle().clone())
+    ///     .build()?;
+    /// let slept = event_loop.spawn_async(1u64, |ms: u64| async move {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    ///     ms
+    /// });
+    /// assert_eq!(slept.join()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn tokio_handle(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.tokio_handle = Some(handle);
+        self
+    }
+
     /// Starts the loop threads.
     ///
     /// # Errors
@@ -599,6 +656,7 @@ impl EventLoopBuilder {
             ));
         }
         polyexec_core::install_panic_hook();
+        let prefix = self.thread_name.as_deref().unwrap_or("polyexec-loop");
         let shared = Arc::new(Shared {
             executor: async_executor::Executor::new(),
             gate: SubmitGate::default(),
@@ -611,12 +669,21 @@ impl EventLoopBuilder {
             stop_uncounted: AtomicBool::new(false),
             size,
             task_timeout: self.task_timeout,
+            #[cfg(feature = "tokio")]
+            tokio: match self.tokio_handle.clone() {
+                Some(handle) => polyexec_core::TokioRuntime::from_handle(handle),
+                None => polyexec_core::TokioRuntime::new(&format!("{prefix}-tokio"))?,
+            },
         });
         // Made first, so that a failed start below shuts the started threads down on drop.
         let event_loop = EventLoop {
             shared: Arc::clone(&shared),
+            #[cfg(feature = "tokio")]
+            tokio: shared
+                .tokio
+                .handle()
+                .expect("the runtime stops only at shutdown"),
         };
-        let prefix = self.thread_name.as_deref().unwrap_or("polyexec-loop");
         for index in 0..size {
             let mut builder = thread::Builder::new().name(format!("{prefix}-{index}"));
             if let Some(bytes) = self.stack_size {

@@ -128,6 +128,14 @@ where
 /// The body of a loop thread.
 pub(crate) fn run(shared: Arc<Shared>, index: usize) {
     let _marker = polyexec_core::enter_event_loop();
+    // For the thread's whole life: tasks make their tokio resources in the loop's runtime,
+    // whose own thread drives them and wakes the tasks through their (async-executor) wakers.
+    // A handle of the thread's own, so that the runtime's descriptors go with the loop's
+    // shutdown even if a stray waker keeps `shared` alive.
+    #[cfg(feature = "tokio")]
+    let tokio = shared.tokio.handle();
+    #[cfg(feature = "tokio")]
+    let _tokio = tokio.as_ref().map(polyexec_core::enter_tokio);
     CURRENT.with(|current| *current.borrow_mut() = Some(Arc::clone(&shared)));
     let local = Rc::new(LocalExecutor::new());
     LOCAL.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&local)));

@@ -10,6 +10,10 @@ use polyexec_core::Executor;
 use polyexec_core::conformance::{open_fds, thread_count};
 use polyexec_coroutine::EventLoop;
 
+/// With the feature `tokio`, each executor also owns a tokio runtime with one thread, stopped
+/// by the executor's shutdown.
+const TOKIO_THREADS: usize = if cfg!(feature = "tokio") { 1 } else { 0 };
+
 fn exercise(event_loop: &EventLoop) {
     let sleepers: Vec<_> = (0..50u64)
         .map(|i| {
@@ -43,7 +47,7 @@ fn shutdown_joins_every_loop_thread() {
             .threads(threads)
             .build()
             .expect("build");
-        assert_eq!(thread_count(), before + threads);
+        assert_eq!(thread_count(), before + threads + TOKIO_THREADS);
         exercise(&event_loop);
         event_loop.shutdown();
         assert_eq!(

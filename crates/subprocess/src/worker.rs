@@ -120,6 +120,20 @@ fn serve(parent: Pid) -> i32 {
     let Ok(stream) = Async::new(stream) else {
         return EXIT_SETUP_FAILED;
     };
+    // A runtime of the worker's own, made here on purpose: the same whether `init()` was
+    // called from a plain `main` or inside the parent program's `#[tokio::main]` (whose runtime
+    // this process then also has, unused by tasks). Its thread drives tasks' I/O and timers;
+    // this thread, which polls the tasks, stays in its context.
+    #[cfg(feature = "tokio")]
+    let Ok(tokio) = polyexec_core::TokioRuntime::new("polyexec-worker-tokio") else {
+        return EXIT_SETUP_FAILED;
+    };
+    #[cfg(feature = "tokio")]
+    let Some(handle) = tokio.handle() else {
+        return EXIT_SETUP_FAILED;
+    };
+    #[cfg(feature = "tokio")]
+    let _context = polyexec_core::enter_tokio(&handle);
     execute(stream, &key, hello.timeout);
     0
 }

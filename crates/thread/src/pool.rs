@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     stop_sent: AtomicBool,
     workers: Mutex<Vec<JoinHandle<()>>>,
     size: usize,
+    /// The runtime whose context every worker enters, so that tasks can use tokio types.
+    #[cfg(feature = "tokio")]
+    pub(crate) tokio: polyexec_core::TokioRuntime,
 }
 
 impl Shared {
@@ -75,8 +78,18 @@ impl Shared {
         worker::current_pool() == Arc::as_ptr(self) as usize
     }
 
+    /// `true` if a graceful shutdown would have to wait for tasks: some are queued or waiting.
+    /// (A blocking task already running is not counted.)
+    fn has_work(&self) -> bool {
+        !self.rx.is_empty() || !self.lock_live().is_empty()
+    }
+
     fn shutdown(self: &Arc<Self>, now: bool) {
-        if self.is_own_worker() {
+        // Waiting here for queued or waiting tasks would stall an event loop or a current-thread
+        // tokio runtime: the shutdown goes on without this thread, which then panics with advice.
+        let refused =
+            !now && !thread::panicking() && !polyexec_core::may_block() && self.has_work();
+        if refused || self.is_own_worker() {
             // Waiting here for the workers would wait for this very thread. Close the gate so
             // the pool takes no more work, and let another thread finish the shutdown.
             self.gate.close();
@@ -90,6 +103,9 @@ impl Shared {
             if spawned.is_err() {
                 // No thread to finish with: workers still stop once the stop messages arrive.
                 self.send_stops();
+            }
+            if refused {
+                polyexec_core::assert_may_block();
             }
             return;
         }
@@ -138,6 +154,9 @@ impl Shared {
             // A worker never panics (tasks are caught); if one did, it is gone all the same.
             let _ = handle.join();
         }
+        // No task of the pool's can run any more; what tasks handed to `tokio::spawn` goes too.
+        #[cfg(feature = "tokio")]
+        self.tokio.shutdown();
     }
 
     fn send_stops(&self) {
@@ -430,6 +449,8 @@ pub struct ThreadPoolBuilder {
     thread_name: Option<String>,
     stack_size: Option<usize>,
     on_worker_start: Option<Initializer>,
+    #[cfg(feature = "tokio")]
+    tokio_handle: Option<tokio::runtime::Handle>,
 }
 
 impl ThreadPoolBuilder {
@@ -459,6 +480,37 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// Runs tasks in the context of the caller's tokio runtime instead of one of the pool's own.
+    ///
+    /// Without this option the pool starts a runtime of its own (one tokio thread that drives
+    /// I/O and timers). With it, the caller keeps the runtime running: a multi-thread runtime
+    /// drives its drivers on its own threads; a current-thread runtime only while its
+    /// `block_on` runs, so tasks that wait on tokio resources make progress only then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::Executor;
+    ///
+    /// let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    /// let pool = polyexec_thread::ThreadPool::builder()
+    ///     .workers(1)
+    ///     .tokio_handle(rt.handle().clone())
+    ///     .build()?;
+    /// let slept = pool.spawn_async(1u64, |ms: u64| async move {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    ///     ms
+    /// });
+    /// assert_eq!(slept.join()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn tokio_handle(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.tokio_handle = Some(handle);
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// # Errors
@@ -476,6 +528,7 @@ impl ThreadPoolBuilder {
             None => thread::available_parallelism().map_or(1, |n| n.get()),
         };
         polyexec_core::install_panic_hook();
+        let prefix = self.thread_name.as_deref().unwrap_or("polyexec-thread");
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             tx,
@@ -487,11 +540,15 @@ impl ThreadPoolBuilder {
             stop_sent: AtomicBool::new(false),
             workers: Mutex::new(Vec::with_capacity(size)),
             size,
+            #[cfg(feature = "tokio")]
+            tokio: match self.tokio_handle.clone() {
+                Some(handle) => polyexec_core::TokioRuntime::from_handle(handle),
+                None => polyexec_core::TokioRuntime::new(&format!("{prefix}-tokio"))?,
+            },
         });
         let pool = ThreadPool {
             shared: Arc::clone(&shared),
         };
-        let prefix = self.thread_name.as_deref().unwrap_or("polyexec-thread");
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), TaskError>>(size);
         for index in 0..size {
             let mut builder = thread::Builder::new().name(format!("{prefix}-{index}"));
@@ -539,6 +596,6 @@ impl fmt::Debug for ThreadPoolBuilder {
             .field("thread_name", &self.thread_name)
             .field("stack_size", &self.stack_size)
             .field("on_worker_start", &self.on_worker_start.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }

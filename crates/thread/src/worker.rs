@@ -25,6 +25,14 @@ pub(crate) fn run(
     ready: Sender<Result<(), TaskError>>,
 ) {
     CURRENT_POOL.with(|c| c.set(Arc::as_ptr(&shared) as usize));
+    // For the worker's whole life, initializer included: tasks make their tokio resources in
+    // the pool's runtime, whose own thread drives them.
+    // A handle of the worker's own, so that the runtime's descriptors go with the pool's
+    // shutdown even if a stray waker keeps `shared` alive.
+    #[cfg(feature = "tokio")]
+    let tokio = shared.tokio.handle();
+    #[cfg(feature = "tokio")]
+    let _tokio = tokio.as_ref().map(polyexec_core::enter_tokio);
     let started = match init {
         Some(init) => catch_task(|| init(index)),
         None => Ok(()),

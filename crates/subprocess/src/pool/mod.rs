@@ -363,7 +363,7 @@ impl Executor for ProcessPool {
     }
 
     fn shutdown(&self) {
-        self.shared.shutdown(false);
+        shutdown_gracefully(&self.shared);
     }
 
     fn shutdown_now(&self) {
@@ -371,12 +371,29 @@ impl Executor for ProcessPool {
     }
 }
 
+/// A graceful shutdown; where this thread must not wait for unfinished tasks (it would stall
+/// an event loop or a current-thread tokio runtime), the shutdown goes on on another thread and
+/// this one panics with advice to `.await` instead.
+fn shutdown_gracefully(shared: &Arc<Shared>) {
+    if !std::thread::panicking() && !polyexec_core::may_block() && !shared.lock().tasks.is_empty() {
+        let finisher = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name("polyexec-pool-shutdown".into())
+            .spawn(move || finisher.shutdown(false));
+        if spawned.is_ok() {
+            polyexec_core::assert_may_block();
+            return;
+        }
+    }
+    shared.shutdown(false);
+}
+
 /// `map`'s default chunk size on this backend.
 const PREFERRED_CHUNK: usize = 128;
 
 impl Drop for ProcessPool {
     fn drop(&mut self) {
-        self.shared.shutdown(false);
+        shutdown_gracefully(&self.shared);
     }
 }
 
