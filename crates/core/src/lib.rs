@@ -59,7 +59,7 @@ pub use join::{
     AsCompleted, FirstResolved, JoinAll, as_completed, join_all, join_all_async, select_any,
     wait_any,
 };
-pub use map::Map;
+pub use map::{Map, MapStream, MapUnordered};
 pub use set::TaskSet;
 pub use task::{
     AsyncTask, BlockingTask, Portable, assert_portable, catch_async, catch_task,
