@@ -25,9 +25,11 @@ use futures::StreamExt;
 use crate::{Executor, MapOptions, TaskError, TaskHandle};
 
 mod abort;
+mod maps;
 mod task_set;
 
 pub use abort::abort_from_another_thread;
+pub use maps::{map_stream_in_order_without_blocking, map_unordered_completion_order};
 pub use task_set::{task_set_abort_all_and_drop, task_set_completion_order};
 
 /// Generates one `#[test]` per conformance behaviour, each building its executor with `$make`.
@@ -55,6 +57,8 @@ macro_rules! conformance_suite {
             abort_from_another_thread,
             task_set_completion_order,
             task_set_abort_all_and_drop,
+            map_unordered_completion_order,
+            map_stream_in_order_without_blocking,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

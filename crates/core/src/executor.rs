@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::num::NonZeroUsize;
 
-use crate::map::Map;
+use crate::map::{Map, MapStream, MapUnordered};
 use crate::{AsyncTask, BlockingTask, Portable, TaskHandle};
 
 /// Runs portable tasks; implemented by every backend.
@@ -114,6 +114,68 @@ pub trait Executor: Send + Sync {
         Self: Sized,
     {
         Map::new(self, inputs.into_iter(), task, options)
+    }
+
+    /// [`map`](Self::map) with results in the order the work finishes, not the input order.
+    ///
+    /// Lazy and bounded in flight as `map` is, with the same chunking (a chunk's results come
+    /// out together, in their input order), so a slow input does not hold back the results
+    /// behind it. Built on [`spawn`](Self::spawn): every backend has it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::Executor;
+    /// # let exec = polyexec_core::Inline;
+    /// let mut squares: Vec<u64> = exec
+    ///     .map_unordered(1..=100u64, |x: u64| x * x)
+    ///     .collect::<Result<_, _>>()?;
+    /// squares.sort_unstable();
+    /// assert_eq!(squares[99], 10_000);
+    /// # Ok::<(), polyexec::TaskError>(())
+    /// ```
+    fn map_unordered<F, I, Out>(
+        &self,
+        inputs: I,
+        task: F,
+    ) -> MapUnordered<'_, Self, F, I::IntoIter, Out>
+    where
+        F: BlockingTask<I::Item, Out>,
+        I: IntoIterator,
+        I::Item: Portable,
+        Out: Portable,
+        Self: Sized,
+    {
+        MapUnordered::new(self, inputs.into_iter(), task, MapOptions::default())
+    }
+
+    /// [`map`](Self::map) as a [`Stream`](futures::Stream) for async code: results in input
+    /// order, inputs taken lazily as results are, a bounded number in flight, and no thread
+    /// ever blocked waiting (the stream's task is woken when a result is ready).
+    ///
+    /// Built on [`spawn`](Self::spawn): every backend has it. On an event loop, `.await` it
+    /// where `map` (which blocks) would be refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use futures::StreamExt;
+    /// use polyexec::Executor;
+    /// # let exec = polyexec_core::Inline;
+    /// let doubled: Vec<_> = polyexec::block_on(exec.map_stream(0..5u32, |x: u32| x * 2).collect());
+    /// assert_eq!(doubled, vec![Ok(0), Ok(2), Ok(4), Ok(6), Ok(8)]);
+    /// ```
+    fn map_stream<F, I, Out>(&self, inputs: I, task: F) -> MapStream<'_, Self, F, I::IntoIter, Out>
+    where
+        F: BlockingTask<I::Item, Out>,
+        I: IntoIterator,
+        I::Item: Portable,
+        Out: Portable,
+        Self: Sized,
+    {
+        MapStream::new(self, inputs.into_iter(), task, MapOptions::default())
     }
 
     /// How many tasks can run at the same time (threads, loop threads or worker processes).

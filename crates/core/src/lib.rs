@@ -63,7 +63,7 @@ pub use join::{
     AsCompleted, FirstResolved, JoinAll, as_completed, join_all, join_all_async, select_any,
     wait_any,
 };
-pub use map::Map;
+pub use map::{Map, MapStream, MapUnordered};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use runtime::{TokioContext, TokioRuntime, enter_tokio};
