@@ -42,6 +42,7 @@ mod join;
 mod map;
 #[cfg(feature = "tokio")]
 mod runtime;
+mod offload;
 mod set;
 mod spin;
 mod task;
@@ -55,7 +56,7 @@ pub use block::{
     EventLoopThread, assert_may_block, block_on, enter_event_loop, is_event_loop_thread, may_block,
 };
 pub use error::{BuildError, CodecError, CodecStage, Panic, TaskError, WorkerExit};
-pub use executor::{Executor, MapOptions};
+pub use executor::{Executor, MapOptions, SpawnOptions, run_bounded};
 pub use gate::SubmitGate;
 pub use handle::{AbortHandle, Cancel, Resolver, TaskHandle};
 pub use inline::Inline;
@@ -67,6 +68,7 @@ pub use map::{Map, MapStream, MapUnordered};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use runtime::{TokioContext, TokioRuntime, enter_tokio};
+pub use offload::unblock;
 pub use set::TaskSet;
 pub use task::{
     AsyncTask, BlockingTask, Portable, assert_portable, catch_async, catch_task,
