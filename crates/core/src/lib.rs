@@ -40,9 +40,9 @@ mod handle;
 mod inline;
 mod join;
 mod map;
+mod offload;
 #[cfg(feature = "tokio")]
 mod runtime;
-mod offload;
 mod set;
 mod spin;
 mod task;
@@ -65,10 +65,10 @@ pub use join::{
     wait_any,
 };
 pub use map::{Map, MapStream, MapUnordered};
+pub use offload::unblock;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use runtime::{TokioContext, TokioRuntime, enter_tokio};
-pub use offload::unblock;
 pub use set::TaskSet;
 pub use task::{
     AsyncTask, BlockingTask, Portable, assert_portable, catch_async, catch_task,
