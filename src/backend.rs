@@ -369,4 +369,8 @@ impl Executor for AnyExecutor {
     fn shutdown_now(&self) {
         delegate!(self, e => e.shutdown_now())
     }
+
+    fn shutdown_timeout(&self, limit: std::time::Duration) -> bool {
+        delegate!(self, e => e.shutdown_timeout(limit))
+    }
 }

@@ -26,10 +26,14 @@ use crate::{Executor, MapOptions, TaskError, TaskHandle};
 
 mod abort;
 mod maps;
+
+mod options;
 mod task_set;
 
 pub use abort::abort_from_another_thread;
 pub use maps::{map_stream_in_order_without_blocking, map_unordered_completion_order};
+
+pub use options::{shutdown_timeout_is_bounded, spawn_with_timeout, unblock_keeps_the_worker_free};
 pub use task_set::{task_set_abort_all_and_drop, task_set_completion_order};
 
 /// Generates one `#[test]` per conformance behaviour, each building its executor with `$make`.
@@ -59,6 +63,10 @@ macro_rules! conformance_suite {
             task_set_abort_all_and_drop,
             map_unordered_completion_order,
             map_stream_in_order_without_blocking,
+
+            spawn_with_timeout,
+            unblock_keeps_the_worker_free,
+            shutdown_timeout_is_bounded,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

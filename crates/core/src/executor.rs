@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use crate::map::{Map, MapStream, MapUnordered};
 use crate::{AsyncTask, BlockingTask, Portable, TaskHandle};
@@ -65,6 +66,69 @@ pub trait Executor: Send + Sync {
         In: Portable,
         Fut: Future + Send + 'static,
         Fut::Output: Portable;
+
+    /// [`spawn`](Self::spawn) with per-task options: a time limit
+    /// ([`SpawnOptions::timeout`]).
+    ///
+    /// With a time limit, the handle resolves with
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut) once the limit, counted from
+    /// submission (time in the queue included), passes, on every backend; the task is then
+    /// cancelled as [`TaskHandle::cancel`] does. A blocking task already running on a thread (the
+    /// thread pool, or a blocking task on the event loop, which stalls the loop meanwhile)
+    /// cannot be interrupted: it runs on and its result is discarded. The subprocess backend
+    /// kills the worker process running it and starts another.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use std::time::Duration;
+    /// use polyexec::{Executor, SpawnOptions};
+    /// # let exec = polyexec_core::Inline;
+    /// let limited = SpawnOptions::new().timeout(Duration::from_secs(60));
+    /// assert_eq!(exec.spawn_with(2u8, |x: u8| x * 2, limited).join(), Ok(4));
+    /// ```
+    fn spawn_with<F, In, Out>(&self, input: In, task: F, options: SpawnOptions) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable,
+    {
+        options.apply(self.spawn(input, task))
+    }
+
+    /// [`spawn_async`](Self::spawn_async) with per-task options; see
+    /// [`spawn_with`](Self::spawn_with). A running async task over its limit is dropped at its
+    /// next `.await` on every backend (in its worker process, for the subprocess backend).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use std::time::Duration;
+    /// use polyexec::{Executor, SpawnOptions};
+    /// # let exec = polyexec_core::Inline;
+    /// let options = SpawnOptions::new().timeout(Duration::from_secs(60));
+    /// let quick = exec.spawn_async_with(5u64, |ms: u64| async move {
+    ///     polyexec::sleep(Duration::from_millis(ms)).await;
+    ///     ms
+    /// }, options);
+    /// assert_eq!(quick.join(), Ok(5)); // in time: the value, as without a limit
+    /// ```
+    fn spawn_async_with<F, In, Fut>(
+        &self,
+        input: In,
+        task: F,
+        options: SpawnOptions,
+    ) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable,
+    {
+        options.apply(self.spawn_async(input, task))
+    }
 
     /// Submits one blocking task per input, eagerly; handles in input order.
     ///
@@ -199,6 +263,75 @@ pub trait Executor: Send + Sync {
     /// [`TaskError::ShutDown`](crate::TaskError::ShutDown), stops what can be stopped, and
     /// returns when the workers are gone. Every handle resolves. Idempotent.
     fn shutdown_now(&self);
+
+    /// [`shutdown_now`](Self::shutdown_now), waiting at most `limit` for the workers to be gone;
+    /// `true` if they were.
+    ///
+    /// Every handle still resolves as with `shutdown_now`. What a `false` leaves behind: worker
+    /// threads still running a blocking task that cannot be interrupted (on the thread pool or
+    /// the event loop) finish that task and then exit on their own, detached; the executor's
+    /// drop then no longer waits for them. The thread pool and the event loop bound the wait;
+    /// the default implementation, which the subprocess pool uses (its immediate shutdown kills
+    /// its workers rather than wait for them), calls `shutdown_now` and returns `true`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use std::time::Duration;
+    /// use polyexec::Executor;
+    /// # let exec = polyexec_core::Inline;
+    /// assert!(exec.shutdown_timeout(Duration::from_secs(5)));
+    /// ```
+    fn shutdown_timeout(&self, limit: std::time::Duration) -> bool {
+        let _ = limit;
+        self.shutdown_now();
+        true
+    }
+}
+
+/// Runs `stop` on a thread of its own and waits at most `limit` for it: `true` if it returned
+/// in time. For backend implementors of [`Executor::shutdown_timeout`]: `stop` is the backend's
+/// immediate shutdown, which may wait for workers that are stuck. If no thread can be started,
+/// `stop` runs on the calling thread, without a bound.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(polyexec_core::run_bounded(Duration::from_secs(5), || {}));
+/// ```
+pub fn run_bounded(limit: std::time::Duration, stop: impl FnOnce() + Send + 'static) -> bool {
+    let (done, finished) = std::sync::mpsc::channel();
+    // Shared, so that `stop` is still here to run if the thread cannot be started (a failed
+    // spawn drops the closure it was given).
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(stop)));
+    let theirs = std::sync::Arc::clone(&slot);
+    let spawned = std::thread::Builder::new()
+        .name("polyexec-shutdown".into())
+        .spawn(move || {
+            let stop = theirs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(stop) = stop {
+                stop();
+            }
+            let _ = done.send(());
+        });
+    match spawned {
+        Ok(_) => finished.recv_timeout(limit).is_ok(),
+        Err(_) => {
+            let stop = slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(stop) = stop {
+                stop();
+            }
+            true
+        }
+    }
 }
 
 /// Tuning for [`Executor::map_with`].
@@ -246,5 +379,72 @@ impl MapOptions {
     /// The bound set with [`max_in_flight`](Self::max_in_flight), if any.
     pub fn get_max_in_flight(&self) -> Option<usize> {
         self.max_in_flight.map(NonZeroUsize::get)
+    }
+}
+
+/// Per-task options for [`Executor::spawn_with`] and [`Executor::spawn_async_with`].
+///
+/// # Examples
+///
+/// ```
+/// # extern crate polyexec_core as polyexec;
+/// use std::time::Duration;
+/// use polyexec::SpawnOptions;
+/// let options = SpawnOptions::new().timeout(Duration::from_secs(5));
+/// assert_eq!(options.get_timeout(), Some(Duration::from_secs(5)));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpawnOptions {
+    timeout: Option<Duration>,
+}
+
+impl SpawnOptions {
+    /// No options: the same as [`Executor::spawn`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// assert_eq!(polyexec::SpawnOptions::new().get_timeout(), None);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The task's time limit, counted from submission: past it, the handle resolves with
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut) and the task is cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use std::time::Duration;
+    /// let options = polyexec::SpawnOptions::new().timeout(Duration::from_millis(250));
+    /// assert_eq!(options.get_timeout(), Some(Duration::from_millis(250)));
+    /// ```
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// The limit set with [`timeout`](Self::timeout), if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// assert_eq!(polyexec::SpawnOptions::default().get_timeout(), None);
+    /// ```
+    pub fn get_timeout(&self) -> Option<std::time::Duration> {
+        self.timeout
+    }
+
+    /// Applies the options to a handle just returned by a spawn.
+    fn apply<T>(self, handle: TaskHandle<T>) -> TaskHandle<T> {
+        match self.timeout {
+            Some(limit) => handle.with_deadline(limit),
+            None => handle,
+        }
     }
 }

@@ -221,9 +221,21 @@ enum Inner<T> {
     /// Resolved without waiting (refused at submission). Boxed: this path is rare, and a
     /// handle without an inline result stays the same size, whatever `T` is.
     Done(Box<Result<T, TaskError>>),
+    /// A task with a time limit of its own ([`TaskHandle::with_deadline`]). Boxed: only tasks
+    /// given one pay for the timer.
+    Timed(Box<Timed<T>>),
     /// The result has been delivered. (A variant of its own rather than `Done(None)`: setting
     /// it on the hot path writes a tag, not a whole `Option<Result<T, TaskError>>`.)
     Taken,
+}
+
+/// A handle whose task must resolve by `deadline`, or be cancelled and resolve `TimedOut`.
+struct Timed<T> {
+    inner: TaskHandle<T>,
+    deadline: Instant,
+    limit: Duration,
+    /// Made at the first poll that finds the task unfinished.
+    timer: Option<async_io::Timer>,
 }
 
 /// State shared by a [`Resolver`] and its handle.
@@ -544,6 +556,7 @@ impl<T> TaskHandle<T> {
                 task.is_finished() || self.abort.get().is_some_and(|abort| abort.is_aborted())
             }
             Inner::Remote(shared) => shared.done.load(Ordering::Acquire),
+            Inner::Timed(timed) => timed.inner.is_finished() || Instant::now() >= timed.deadline,
             Inner::Done(_) | Inner::Taken => true,
         }
     }
@@ -573,6 +586,7 @@ impl<T> TaskHandle<T> {
                 self.local_abort().abort()
             }
             Inner::Remote(shared) => shared.abort(),
+            Inner::Timed(timed) => timed.inner.cancel(),
             Inner::Done(_) | Inner::Taken => false,
         }
     }
@@ -598,9 +612,46 @@ impl<T> TaskHandle<T> {
         let target: Option<Arc<dyn AbortTarget>> = match &self.inner {
             Inner::Local(_) => Some(Arc::clone(self.local_abort()) as Arc<dyn AbortTarget>),
             Inner::Remote(shared) => Some(SharedArc::clone(shared) as Arc<dyn AbortTarget>),
+            Inner::Timed(timed) => return timed.inner.abort_handle(),
             Inner::Done(_) | Inner::Taken => None,
         };
         AbortHandle { target }
+    }
+
+    /// This handle with a time limit of `limit` from now: it resolves with
+    /// [`TaskError::TimedOut`] once the limit passes, and the task is then cancelled as
+    /// [`cancel`](Self::cancel) does (a blocking task that is running runs on, its result
+    /// discarded; a subprocess worker running it is killed). A result that arrives in time is
+    /// delivered as usual.
+    ///
+    /// For backend implementors: [`Executor::spawn_with`](crate::Executor::spawn_with) is the
+    /// user's way to set a per-task limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use std::time::Duration;
+    /// use polyexec::{TaskError, TaskHandle};
+    ///
+    /// let (_resolver, never) = TaskHandle::<u8>::remote(None);
+    /// let limited = never.with_deadline(Duration::from_millis(5));
+    /// assert_eq!(limited.join(), Err(TaskError::TimedOut(Duration::from_millis(5))));
+    /// ```
+    pub fn with_deadline(self, limit: Duration) -> Self {
+        if self.is_finished() {
+            return self;
+        }
+        let deadline = Instant::now().checked_add(limit).unwrap_or_else(far_future);
+        TaskHandle {
+            inner: Inner::Timed(Box::new(Timed {
+                inner: self,
+                deadline,
+                limit,
+                timer: None,
+            })),
+            abort: OnceLock::new(),
+        }
     }
 
     fn local_abort(&self) -> &Arc<LocalAbort> {
@@ -709,6 +760,31 @@ impl<T> TaskHandle<T> {
                     }
                     None => Poll::Pending,
                 }
+            }
+            Inner::Timed(timed) => {
+                if let Poll::Ready(result) = Pin::new(&mut timed.inner).poll(cx) {
+                    this.inner = Inner::Taken;
+                    return Poll::Ready(result);
+                }
+                let deadline = timed.deadline;
+                let timer = timed
+                    .timer
+                    .get_or_insert_with(|| async_io::Timer::at(deadline));
+                if Pin::new(timer).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let limit = timed.limit;
+                // Cancelled before it is dropped, so that a local task is stopped, not detached,
+                // and a remote one's worker is told.
+                if !timed.inner.cancel() && timed.inner.is_finished() {
+                    // Finished between the two polls: its result wins.
+                    if let Poll::Ready(result) = Pin::new(&mut timed.inner).poll(cx) {
+                        this.inner = Inner::Taken;
+                        return Poll::Ready(result);
+                    }
+                }
+                this.inner = Inner::Taken;
+                Poll::Ready(Err(TaskError::TimedOut(limit)))
             }
             Inner::Done(_) => match std::mem::replace(&mut this.inner, Inner::Taken) {
                 Inner::Done(result) => Poll::Ready(*result),

@@ -40,6 +40,7 @@ mod handle;
 mod inline;
 mod join;
 mod map;
+mod offload;
 #[cfg(feature = "tokio")]
 mod runtime;
 mod set;
@@ -55,7 +56,7 @@ pub use block::{
     EventLoopThread, assert_may_block, block_on, enter_event_loop, is_event_loop_thread, may_block,
 };
 pub use error::{BuildError, CodecError, CodecStage, Panic, TaskError, WorkerExit};
-pub use executor::{Executor, MapOptions};
+pub use executor::{Executor, MapOptions, SpawnOptions, run_bounded};
 pub use gate::SubmitGate;
 pub use handle::{AbortHandle, Cancel, Resolver, TaskHandle};
 pub use inline::Inline;
@@ -64,6 +65,8 @@ pub use join::{
     wait_any,
 };
 pub use map::{Map, MapStream, MapUnordered};
+
+pub use offload::unblock;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use runtime::{TokioContext, TokioRuntime, enter_tokio};

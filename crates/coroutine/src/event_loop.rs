@@ -255,6 +255,9 @@ pub struct EventLoop {
     /// of the loop's own, for the reason given in `runner::run`).
     #[cfg(feature = "tokio")]
     tokio: tokio::runtime::Handle,
+    /// Set when `shutdown_timeout` gave up waiting: the loop threads left finish detached, and
+    /// dropping the executor must not wait for them after all.
+    detached: AtomicBool,
 }
 
 impl EventLoop {
@@ -485,11 +488,22 @@ impl Executor for EventLoop {
     fn shutdown_now(&self) {
         self.shared.shutdown(true);
     }
+
+    fn shutdown_timeout(&self, limit: Duration) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let done = polyexec_core::run_bounded(limit, move || shared.shutdown(true));
+        if !done {
+            self.detached.store(true, Ordering::Release);
+        }
+        done
+    }
 }
 
 impl Drop for EventLoop {
     fn drop(&mut self) {
-        self.shared.shutdown(false);
+        if !self.detached.load(Ordering::Acquire) {
+            self.shared.shutdown(false);
+        }
     }
 }
 
@@ -683,6 +697,7 @@ impl EventLoopBuilder {
                 .tokio
                 .handle()
                 .expect("the runtime stops only at shutdown"),
+            detached: AtomicBool::new(false),
         };
         for index in 0..size {
             let mut builder = thread::Builder::new().name(format!("{prefix}-{index}"));

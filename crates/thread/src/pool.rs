@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use async_task::Runnable;
 use crossbeam_channel::{Receiver, Sender};
@@ -192,6 +193,9 @@ impl Shared {
 /// ```
 pub struct ThreadPool {
     shared: Arc<Shared>,
+    /// Set when `shutdown_timeout` gave up waiting: the threads left finish detached, and
+    /// dropping the executor must not wait for them after all.
+    detached: AtomicBool,
 }
 
 impl ThreadPool {
@@ -408,11 +412,22 @@ impl Executor for ThreadPool {
     fn shutdown_now(&self) {
         self.shared.shutdown(true);
     }
+
+    fn shutdown_timeout(&self, limit: Duration) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let done = polyexec_core::run_bounded(limit, move || shared.shutdown(true));
+        if !done {
+            self.detached.store(true, Ordering::Release);
+        }
+        done
+    }
 }
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
-        self.shared.shutdown(false);
+        if !self.detached.load(Ordering::Acquire) {
+            self.shared.shutdown(false);
+        }
     }
 }
 
@@ -548,6 +563,7 @@ impl ThreadPoolBuilder {
         });
         let pool = ThreadPool {
             shared: Arc::clone(&shared),
+            detached: AtomicBool::new(false),
         };
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), TaskError>>(size);
         for index in 0..size {
