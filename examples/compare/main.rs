@@ -123,7 +123,7 @@ fn main() -> Res {
 
     let report = Report {
         machine: Machine::here(),
-        verdict: summary::verdict(&reports, noisy),
+        verdict: summary::verdict(&reports, gauge.busy.as_deref(), noisy),
         gauge,
         noisy,
         settings,

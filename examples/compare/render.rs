@@ -350,6 +350,9 @@ how to read it:
            cancelled once running; then the time until the next task is done
   data     copies = bytes allocated here per round trip / payload size;
            \"moved\" = the very buffer that was sent came back
+  (a–b)    overhead, CPU and data run every backend in interleaved rounds (CPU:
+           serial and parallel back to back): the median and the quartiles of the
+           rounds; rows whose ranges overlap have no clear winner
 ",
         n = thousands(s.mem_tasks)
     );
@@ -404,7 +407,7 @@ fn gauge_lines(report: &Report) -> String {
         Some(why) => {
             let _ = writeln!(
                 out,
-                "  busy: {why}; timings are noisy, verdicts that depend on them may be withheld"
+                "  busy: {why}; timings are noisy,\n        so the rows judged on timings give no verdict"
             );
         }
         None if report.noisy => {

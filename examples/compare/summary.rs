@@ -71,7 +71,7 @@ fn line(when: &str, outcome: Outcome, why: String, noisy: bool) -> Verdict {
         Outcome::Pick(pick) => (pick, None),
         Outcome::NoClearWinner(reason) => {
             let rerun = if noisy {
-                "; the machine was busy: rerun on a quiet machine"
+                "; rerun on a quiet machine"
             } else {
                 ""
             };
@@ -112,16 +112,20 @@ fn all_with(
 }
 
 /// The verdict of every row, in table order.
-pub(crate) fn verdict(reports: &[BackendReport], noisy: bool) -> Vec<Verdict> {
+///
+/// `busy` (the gauge's reason, if the machine was busy) withholds the picks of the timed rows:
+/// overhead, I/O, blocking and CPU.
+pub(crate) fn verdict(reports: &[BackendReport], busy: Option<&str>, noisy: bool) -> Vec<Verdict> {
+    let timed = |outcome| verdict::unless_busy(outcome, busy);
     let exact = |v: Option<f64>| v.map(|v| (Spread::exact(v), None));
     let mut out = Vec::new();
 
     out.push(line(
         "many small tasks (lowest overhead per task)",
-        verdict::judge(
+        timed(verdict::judge(
             &contenders(reports, |r| r.overhead.ok().map(|o| (o.us_per_task, None))),
             false,
-        ),
+        )),
         format!(
             "µs per task: {}",
             all_values(reports, |r| r
@@ -150,10 +154,10 @@ pub(crate) fn verdict(reports: &[BackendReport], noisy: bool) -> Vec<Verdict> {
     ));
     out.push(line(
         "I/O-bound async work (wall time closest to one wait)",
-        verdict::judge(
+        timed(verdict::judge(
             &contenders(reports, |r| exact(r.io.ok().map(|w| w.ratio))),
             false,
-        ),
+        )),
         format!(
             "wall ÷ ideal: {}",
             all_values(reports, |r| r.io.ok().map(|w| format!("{:.2}×", w.ratio)))
@@ -162,10 +166,10 @@ pub(crate) fn verdict(reports: &[BackendReport], noisy: bool) -> Vec<Verdict> {
     ));
     out.push(line(
         "blocking calls that cannot be made async",
-        verdict::judge(
+        timed(verdict::judge(
             &contenders(reports, |r| exact(r.blocking.ok().map(|w| w.ratio))),
             false,
-        ),
+        )),
         format!(
             "wall ÷ ideal: {}",
             all_values(reports, |r| r
@@ -177,9 +181,9 @@ pub(crate) fn verdict(reports: &[BackendReport], noisy: bool) -> Vec<Verdict> {
     ));
     out.push(line(
         "CPU-bound work (best speedup over serial)",
-        verdict::judge_cpu(&contenders(reports, |r| {
+        timed(verdict::judge_cpu(&contenders(reports, |r| {
             r.cpu.ok().map(|c| (c.speedup, c.impossible.clone()))
-        })),
+        }))),
         format!(
             "speedup (median of pairs, quartiles): {}",
             all_values(reports, |r| {

@@ -121,6 +121,21 @@ pub(crate) fn judge(contenders: &[Contender], higher_is_better: bool) -> Outcome
         .filter(|(_, v)| tied(v))
         .map(|&(name, _)| name.to_owned())
         .collect();
+    // The picks must stand apart from every other contender, not only from the best: with
+    // noisy ranges, a contender can overlap the best but not a third one, which is then no
+    // clearer a loser than the second.
+    let apart = usable
+        .iter()
+        .filter(|(name, _)| !picks.iter().any(|p| p == name))
+        .all(|(_, other)| {
+            usable
+                .iter()
+                .filter(|(name, _)| picks.iter().any(|p| p == name))
+                .all(|(_, picked)| !picked.overlaps(other))
+        });
+    if !apart {
+        return Outcome::NoClearWinner("the measured ranges overlap".into());
+    }
     if picks.len() == usable.len() {
         return Outcome::NoClearWinner(if usable.iter().all(|(_, v)| v.overlaps(&best)) {
             "the measured ranges overlap".into()
@@ -156,6 +171,18 @@ pub(crate) fn judge_cpu(contenders: &[Contender]) -> Outcome {
         );
     }
     outcome
+}
+
+/// A timed row on a busy machine: no pick at all. Load does not slow every backend alike (a
+/// one-thread event loop loses more to a busy core than a two-thread pool), so even ranges
+/// that stand apart may show the load rather than the backend; `busy` says why.
+pub(crate) fn unless_busy(outcome: Outcome, busy: Option<&str>) -> Outcome {
+    match (outcome, busy) {
+        (Outcome::Pick(_), Some(why)) => {
+            Outcome::NoClearWinner(format!("timings on a busy machine decide nothing ({why})"))
+        }
+        (outcome, _) => outcome,
+    }
 }
 
 /// A speedup over serial above what the workers and the CPUs available allow, or `None`.
@@ -294,6 +321,28 @@ mod tests {
         ];
         assert!(matches!(judge(&rows, true), Outcome::Pick(_)));
         assert!(matches!(judge_cpu(&rows), Outcome::NoClearWinner(_)));
+    }
+
+    #[test]
+    fn picks_must_stand_apart_from_every_other_contender() {
+        // b overlaps the best (a) and is picked with it; c overlaps b, so it is no clearer a
+        // loser than b.
+        let rows = [
+            c("a", 2, &[2.0, 2.3, 3.4]),
+            c("b", 2, &[2.6, 4.7, 10.0]),
+            c("c", 1, &[3.6, 4.6, 7.6]),
+        ];
+        assert!(matches!(judge(&rows, false), Outcome::NoClearWinner(_)));
+    }
+
+    #[test]
+    fn busy_machine_withholds_timed_picks() {
+        let picked = pick(&["thread"]);
+        assert_eq!(unless_busy(picked.clone(), None), picked);
+        assert!(matches!(
+            unless_busy(picked, Some("other programs used 1.0 of 2 CPUs")),
+            Outcome::NoClearWinner(why) if why.contains("1.0 of 2")
+        ));
     }
 
     #[test]
