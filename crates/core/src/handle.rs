@@ -161,6 +161,25 @@ impl<T: Send> AbortTarget for Shared<T> {
     }
 }
 
+/// A remote task's slot as an abort target.
+#[cfg(not(polyexec_loom))]
+fn remote_target<T: Send + 'static>(shared: &SharedArc<Shared<T>>) -> Arc<dyn AbortTarget> {
+    SharedArc::clone(shared) as Arc<dyn AbortTarget>
+}
+
+/// A remote task's slot as an abort target: loom's `Arc` does not coerce to a trait object, so
+/// the loom build pays one wrapper allocation.
+#[cfg(polyexec_loom)]
+fn remote_target<T: Send + 'static>(shared: &SharedArc<Shared<T>>) -> Arc<dyn AbortTarget> {
+    struct Slot<T>(SharedArc<Shared<T>>);
+    impl<T: Send> AbortTarget for Slot<T> {
+        fn abort(&self) -> bool {
+            self.0.abort()
+        }
+    }
+    Arc::new(Slot(SharedArc::clone(shared)))
+}
+
 /// Cancels a task from anywhere: a clonable, `Send + Sync` permission to call
 /// [`TaskHandle::cancel`] without holding the handle.
 ///
@@ -611,7 +630,7 @@ impl<T> TaskHandle<T> {
     {
         let target: Option<Arc<dyn AbortTarget>> = match &self.inner {
             Inner::Local(_) => Some(Arc::clone(self.local_abort()) as Arc<dyn AbortTarget>),
-            Inner::Remote(shared) => Some(SharedArc::clone(shared) as Arc<dyn AbortTarget>),
+            Inner::Remote(shared) => Some(remote_target(shared)),
             Inner::Timed(timed) => return timed.inner.abort_handle(),
             Inner::Done(_) | Inner::Taken => None,
         };
@@ -945,7 +964,7 @@ mod loom_tests {
     #[test]
     fn loom_cancel_races_the_result() {
         loom::model(|| {
-            let (resolver, mut handle) = TaskHandle::<u32>::remote(None);
+            let (resolver, handle) = TaskHandle::<u32>::remote(None);
             let resolving = loom::thread::spawn(move || {
                 // The backend skips work for a handle nobody waits on any more.
                 if !resolver.is_abandoned() {
