@@ -362,6 +362,10 @@ impl Executor for AnyExecutor {
         delegate!(self, e => e.preferred_chunk_size())
     }
 
+    fn adapts_chunk_size(&self) -> bool {
+        delegate!(self, e => e.adapts_chunk_size())
+    }
+
     fn shutdown(&self) {
         delegate!(self, e => e.shutdown())
     }

@@ -150,7 +150,8 @@ pub trait Executor: Send + Sync {
     ///
     /// Lazy: inputs are taken from the iterator only as results are consumed, with a bounded
     /// number in flight, so an endless iterator is fine. Inputs are sent in chunks of
-    /// [`preferred_chunk_size`](Self::preferred_chunk_size); tune both with
+    /// [`preferred_chunk_size`](Self::preferred_chunk_size), or of a size the backend adapts to
+    /// the task ([`adapts_chunk_size`](Self::adapts_chunk_size)); tune both with
     /// [`map_with`](Self::map_with). A panic in one element fails that element alone.
     fn map<F, I, Out>(&self, inputs: I, task: F) -> Map<'_, Self, F, I::IntoIter, Out>
     where
@@ -255,6 +256,23 @@ pub trait Executor: Send + Sync {
         1
     }
 
+    /// Whether [`map`](Self::map) and its kin pick the chunk size themselves when none is given,
+    /// instead of using [`preferred_chunk_size`](Self::preferred_chunk_size): from the number of
+    /// inputs when the iterator knows it exactly, then from the rate results come back at, so
+    /// that a chunk carries some tens of microseconds of work (a slow task runs one input per
+    /// chunk, a trivial one thousands). The thread pool does; the default is `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::Executor;
+    /// assert!(!polyexec::Inline.adapts_chunk_size());
+    /// ```
+    fn adapts_chunk_size(&self) -> bool {
+        false
+    }
+
     /// Graceful shutdown: refuses new tasks, finishes every task already submitted, then stops
     /// the workers. Returns when the workers are gone. Idempotent.
     fn shutdown(&self);
@@ -351,8 +369,9 @@ pub struct MapOptions {
 }
 
 impl MapOptions {
-    /// Defaults: the backend's preferred chunk size, and eight chunks per worker (at least 1024
-    /// inputs) in flight.
+    /// Defaults: the backend's preferred chunk size (or one it adapts to the task, see
+    /// [`Executor::adapts_chunk_size`]), and eight chunks per worker (at least 1024 inputs) in
+    /// flight.
     pub fn new() -> Self {
         Self::default()
     }

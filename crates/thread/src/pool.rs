@@ -405,6 +405,13 @@ impl Executor for ThreadPool {
         "thread"
     }
 
+    /// `true`: a hand-over to a thread is cheap enough that one input per task suits slow tasks,
+    /// and costly enough that trivial ones need thousands per task, so `map` measures which it
+    /// has.
+    fn adapts_chunk_size(&self) -> bool {
+        true
+    }
+
     fn shutdown(&self) {
         self.shared.shutdown(false);
     }

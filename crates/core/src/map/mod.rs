@@ -3,6 +3,8 @@
 //! inputs from one [`Feed`], which chunks them and bounds how many are in flight; they differ in
 //! the order they wait in and in how they wait.
 
+mod chunking;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -17,6 +19,7 @@ use crate::block::block_on;
 use crate::executor::{Executor, MapOptions};
 use crate::task::run_chunk;
 use crate::{BlockingTask, Portable, TaskError, TaskHandle};
+use chunking::Adaptive;
 
 /// The submitting half of every map: takes inputs lazily, submits them one by one or in chunks,
 /// and keeps at most `max_in_flight` inputs submitted but not yet settled.
@@ -28,6 +31,21 @@ struct Feed<'a, E, F, I: Iterator> {
     max_in_flight: usize,
     /// Inputs submitted whose results have not been settled yet.
     in_flight: usize,
+    /// Set when the chunk size follows the rate (no size given, and the backend adapts).
+    adaptive: Option<Adaptive>,
+    /// The caller's in-flight bound; without one, the bound follows the chunk size.
+    bound_given: Option<usize>,
+    workers: usize,
+}
+
+/// The in-flight bound when the caller gave none: eight chunks per worker, at least 1024 inputs
+/// (enough that a worker never waits for the consumer to join the next result; still a fixed
+/// bound).
+fn default_bound(chunk_size: usize, workers: usize) -> usize {
+    chunk_size
+        .saturating_mul(workers)
+        .saturating_mul(8)
+        .max(1024)
 }
 
 impl<'a, E, F, I> Feed<'a, E, F, I>
@@ -42,17 +60,17 @@ where
         Out: Portable,
     {
         crate::assert_portable(&task);
-        let chunk_size = options
-            .get_chunk_size()
-            .unwrap_or_else(|| exec.preferred_chunk_size().max(1));
-        let max_in_flight = options.get_max_in_flight().unwrap_or_else(|| {
-            chunk_size
-                .saturating_mul(exec.workers().max(1))
-                .saturating_mul(8)
-                // At least 1024 inputs: enough that a worker never waits for the consumer to
-                // join the next result; still a fixed bound.
-                .max(1024)
-        });
+        let workers = exec.workers().max(1);
+        let (adaptive, chunk_size) = match options.get_chunk_size() {
+            Some(chunk_size) => (None, chunk_size),
+            None if exec.adapts_chunk_size() => {
+                let (adaptive, first) = Adaptive::start(workers, inputs.size_hint());
+                (Some(adaptive), first)
+            }
+            None => (None, exec.preferred_chunk_size().max(1)),
+        };
+        let bound_given = options.get_max_in_flight();
+        let max_in_flight = bound_given.unwrap_or_else(|| default_bound(chunk_size, workers));
         Feed {
             exec,
             task,
@@ -60,6 +78,9 @@ where
             chunk_size,
             max_in_flight: max_in_flight.max(chunk_size),
             in_flight: 0,
+            adaptive,
+            bound_given,
+            workers,
         }
     }
 
@@ -93,6 +114,21 @@ where
 
     /// Moves a settled batch's results to `ready`.
     fn settle<Out>(&mut self, settled: Settled<Out>, ready: &mut VecDeque<Result<Out, TaskError>>) {
+        let len = match &settled {
+            Settled::One(_) => 1,
+            Settled::Chunk(_, len) => *len,
+        };
+        if let Some(next) = self
+            .adaptive
+            .as_mut()
+            .and_then(|adaptive| adaptive.settled(len, self.chunk_size))
+        {
+            self.chunk_size = next;
+            let bound = self
+                .bound_given
+                .unwrap_or_else(|| default_bound(next, self.workers));
+            self.max_in_flight = bound.max(next);
+        }
         match settled {
             Settled::One(result) => {
                 self.in_flight -= 1;
