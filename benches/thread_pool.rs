@@ -209,7 +209,7 @@ fn map_chunked(c: &mut Criterion) {
     let inputs: Vec<u64> = (0..TASKS).collect();
     let mut group = c.benchmark_group("thread/map");
     group.throughput(Throughput::Elements(TASKS));
-    for chunk in [1usize, 64] {
+    for chunk in [1usize, 64, 1024] {
         group.bench_function(BenchmarkId::new("chunk", chunk), |b| {
             b.iter(|| {
                 let options = polyexec::MapOptions::new().chunk_size(chunk);
@@ -219,6 +219,13 @@ fn map_chunked(c: &mut Criterion) {
             })
         });
     }
+    group.bench_function("default", |b| {
+        b.iter(|| {
+            pool.map(0..TASKS, |x: u64| x + 1)
+                .map(|r| r.expect("task"))
+                .sum::<u64>()
+        })
+    });
     group.bench_function("rayon_par_iter", |b| {
         b.iter(|| {
             rayon.install(|| {
@@ -229,6 +236,66 @@ fn map_chunked(c: &mut Criterion) {
                     .into_iter()
                     .sum::<u64>()
             })
+        })
+    });
+    group.finish();
+}
+
+/// `map`'s own chunk choice beside fixed chunks, on the shapes it must adapt to: many trivial
+/// inputs from an iterator that does not know its length (so the first chunk is 1 and only the
+/// rate can grow it), and inputs slow enough that one per chunk is best.
+fn map_default_chunk(c: &mut Criterion) {
+    const MANY: u64 = 1_000_000;
+    const SLOW: u64 = 2_000;
+    let pool = ThreadPool::builder()
+        .workers(WORKERS)
+        .build()
+        .expect("pool");
+    // A filter hides the length: `size_hint` is `(0, Some(n))`, not exact.
+    let unsized_inputs = || (0..MANY).filter(|x| black_box(*x) != u64::MAX);
+
+    let mut group = c.benchmark_group("thread/map_many_unsized");
+    group.throughput(Throughput::Elements(MANY));
+    group.sample_size(20);
+    for chunk in [64usize, 1024, 16384] {
+        group.bench_function(BenchmarkId::new("chunk", chunk), |b| {
+            b.iter(|| {
+                let options = polyexec::MapOptions::new().chunk_size(chunk);
+                pool.map_with(unsized_inputs(), |x: u64| x + 1, options)
+                    .map(|r| r.expect("task"))
+                    .sum::<u64>()
+            })
+        });
+    }
+    group.bench_function("default", |b| {
+        b.iter(|| {
+            pool.map(unsized_inputs(), |x: u64| x + 1)
+                .map(|r| r.expect("task"))
+                .sum::<u64>()
+        })
+    });
+    group.finish();
+
+    // Tens of microseconds of work per input: chunks only delay the tail.
+    let slow = |x: u64| common::count_primes((x % 8, 3_000 + x % 8));
+    let mut group = c.benchmark_group("thread/map_slow");
+    group.throughput(Throughput::Elements(SLOW));
+    group.sample_size(20);
+    for chunk in [1usize, 64] {
+        group.bench_function(BenchmarkId::new("chunk", chunk), |b| {
+            b.iter(|| {
+                let options = polyexec::MapOptions::new().chunk_size(chunk);
+                pool.map_with(0..SLOW, slow, options)
+                    .map(|r| r.expect("task"))
+                    .fold(0u64, u64::wrapping_add)
+            })
+        });
+    }
+    group.bench_function("default", |b| {
+        b.iter(|| {
+            pool.map(0..SLOW, slow)
+                .map(|r| r.expect("task"))
+                .fold(0u64, u64::wrapping_add)
         })
     });
     group.finish();
@@ -277,6 +344,7 @@ criterion_group!(
     submit_all_then_join_all,
     lockstep,
     map_chunked,
+    map_default_chunk,
     cpu
 );
 criterion_main!(benches);

@@ -18,9 +18,14 @@ const TARGET: Duration = Duration::from_micros(25);
 /// inputs and results held per chunk only grow.
 const MAX_CHUNK: usize = 16 * 1024;
 
-/// Chunks per worker for a map of known length, before any rate is known: enough that the
-/// first window ends early and that the work splits evenly even if it is never adapted.
-const CHUNKS_PER_WORKER: usize = 64;
+/// Chunks per worker for a map of known length, before any rate is known: few enough that a
+/// trivial task's first chunks are already large, enough that the work splits evenly if it is
+/// never adapted.
+const CHUNKS_PER_WORKER: usize = 8;
+
+/// Chunks per worker in flight while the size adapts. Fewer than a fixed-size map keeps, so
+/// that a new size reaches the workers soon: what is already submitted runs at the old size.
+const IN_FLIGHT_PER_WORKER: usize = 4;
 
 /// The most a chunk grows from one window to the next.
 const MAX_GROWTH: usize = 16;
@@ -87,6 +92,15 @@ fn next_chunk(elapsed: Duration, settled: usize, workers: usize, chunk: usize) -
     fits.clamp(1, chunk.saturating_mul(MAX_GROWTH).clamp(1, MAX_CHUNK))
 }
 
+/// The in-flight bound of an adapting map without one given: a few chunks per worker, never
+/// fewer than a window's worth of single inputs.
+pub(crate) fn in_flight_bound(chunk: usize, workers: usize) -> usize {
+    chunk
+        .saturating_mul(workers.max(1))
+        .saturating_mul(IN_FLIGHT_PER_WORKER)
+        .max(16)
+}
+
 fn window_len(chunk: usize, workers: usize) -> usize {
     chunk.saturating_mul(workers).saturating_mul(2).max(16)
 }
@@ -97,8 +111,13 @@ mod tests {
 
     #[test]
     fn known_length_starts_with_even_chunks() {
-        assert_eq!(Adaptive::start(2, (1_000_000, Some(1_000_000))).1, 7812);
-        assert_eq!(Adaptive::start(2, (100, Some(100))).1, 1);
+        assert_eq!(Adaptive::start(2, (10_000, Some(10_000))).1, 625);
+        assert_eq!(
+            Adaptive::start(2, (1_000_000, Some(1_000_000))).1,
+            MAX_CHUNK
+        );
+        assert_eq!(Adaptive::start(2, (100, Some(100))).1, 6);
+        assert_eq!(Adaptive::start(2, (10, Some(10))).1, 1);
         assert_eq!(
             Adaptive::start(2, (usize::MAX, Some(usize::MAX))).1,
             MAX_CHUNK
@@ -137,10 +156,17 @@ mod tests {
 
     #[test]
     fn a_window_spans_two_chunks_per_worker() {
-        let (mut a, chunk) = Adaptive::start(2, (100_000, Some(100_000)));
-        assert_eq!(chunk, 781);
-        assert_eq!(a.settled(781 * 4 - 1, chunk), None);
+        let (mut a, chunk) = Adaptive::start(2, (10_000, Some(10_000)));
+        assert_eq!(chunk, 625);
+        assert_eq!(a.settled(625 * 4 - 1, chunk), None);
         let next = a.settled(1, chunk).expect("the window is full");
-        assert!((1..=781 * MAX_GROWTH).contains(&next));
+        assert!((1..=625 * MAX_GROWTH).contains(&next));
+    }
+
+    #[test]
+    fn an_adapting_map_keeps_a_few_chunks_per_worker_in_flight() {
+        assert_eq!(in_flight_bound(1, 2), 16);
+        assert_eq!(in_flight_bound(625, 2), 5000);
+        assert_eq!(in_flight_bound(usize::MAX, 2), usize::MAX);
     }
 }

@@ -70,7 +70,10 @@ where
             None => (None, exec.preferred_chunk_size().max(1)),
         };
         let bound_given = options.get_max_in_flight();
-        let max_in_flight = bound_given.unwrap_or_else(|| default_bound(chunk_size, workers));
+        let max_in_flight = bound_given.unwrap_or_else(|| match adaptive {
+            Some(_) => chunking::in_flight_bound(chunk_size, workers),
+            None => default_bound(chunk_size, workers),
+        });
         Feed {
             exec,
             task,
@@ -126,7 +129,7 @@ where
             self.chunk_size = next;
             let bound = self
                 .bound_given
-                .unwrap_or_else(|| default_bound(next, self.workers));
+                .unwrap_or_else(|| chunking::in_flight_bound(next, self.workers));
             self.max_in_flight = bound.max(next);
         }
         match settled {
