@@ -301,6 +301,9 @@ pub enum WorkerExit {
     Signal(i32),
     /// The process is gone but its status could not be read.
     Unknown,
+    /// The cluster backend gave up on the task after it was delivered this many times and the
+    /// worker host running it was lost every time (it died, hung or was cut off).
+    Deliveries(u32),
 }
 
 impl fmt::Display for WorkerExit {
@@ -312,6 +315,10 @@ impl fmt::Display for WorkerExit {
                 None => write!(f, "killed by signal {sig}"),
             },
             WorkerExit::Unknown => f.write_str("exit status unknown"),
+            WorkerExit::Deliveries(n) => write!(
+                f,
+                "the worker host running it was lost on each of its {n} deliveries"
+            ),
         }
     }
 }

@@ -1,0 +1,289 @@
+//! The pool's side of NATS, on its tokio runtime: publishing tasks, taking results, watching
+//! for tasks that ran out of deliveries, and calling the roll of worker hosts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use polyexec_core::{TaskError, WorkerExit};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::build_id::BuildId;
+use crate::frame::{CancelNotice, Hello, Opened, Reply, kind};
+use crate::settings::Settings;
+
+/// What the pool's threads ask of its runtime.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Publish this sealed request for task `id`.
+    Publish { id: u64, frame: Vec<u8> },
+    /// Task `id` is resolved without its result (cancelled, shut down, out of deliveries): delete
+    /// it from the stream (at `seq`, or once its sequence is known) so no host starts it, and, if
+    /// `notify`, tell the hosts to stop it if one runs it. `done` hears when that is done.
+    Forget {
+        id: u64,
+        seq: Option<u64>,
+        notify: bool,
+        done: Option<std::sync::mpsc::Sender<()>>,
+    },
+    /// Flush and stop.
+    Stop { done: std::sync::mpsc::Sender<()> },
+}
+
+/// The connection and subscriptions a pool needs, made before any task is accepted.
+pub(crate) struct Io {
+    pub(crate) client: async_nats::Client,
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    results: async_nats::Subscriber,
+    advisories: async_nats::Subscriber,
+}
+
+impl Io {
+    pub(crate) async fn connect(
+        settings: &Settings,
+        build: BuildId,
+        reply_to: &str,
+    ) -> Result<Io, String> {
+        let client = crate::settings::connect(settings, "polyexec-cluster-pool").await?;
+        let js = jetstream::new(client.clone());
+        // The stream and consumer exist before the first task, so tasks published before any
+        // host pulls are kept for it.
+        crate::settings::ensure_consumer(&js, settings, build).await?;
+        let stream = js
+            .get_stream(settings.stream_name())
+            .await
+            .map_err(|e| format!("cannot open the JetStream stream: {e}"))?;
+        let results = client
+            .subscribe(reply_to.to_owned())
+            .await
+            .map_err(|e| format!("cannot subscribe to results: {e}"))?;
+        let advisories = client
+            .subscribe(settings.max_deliveries_advisory(build))
+            .await
+            .map_err(|e| format!("cannot subscribe to delivery advisories: {e}"))?;
+        // The subscriptions are live on the server before the first task can be published.
+        client
+            .flush()
+            .await
+            .map_err(|e| format!("cannot reach the NATS server: {e}"))?;
+        Ok(Io {
+            client,
+            js,
+            stream,
+            results,
+            advisories,
+        })
+    }
+
+    /// Starts the tasks that serve the pool; they end when the command channel does.
+    pub(crate) fn run(
+        self,
+        shared: &Arc<Shared>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        forget: mpsc::UnboundedSender<Command>,
+    ) {
+        let Io {
+            client,
+            js,
+            stream,
+            results,
+            advisories,
+        } = self;
+        tokio::spawn(take_results(results, Arc::clone(shared)));
+        tokio::spawn(take_advisories(advisories, Arc::clone(shared), forget));
+        tokio::spawn(publish(commands, Arc::clone(shared), client, js, stream));
+    }
+}
+
+async fn publish(
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+) {
+    let subject = shared.settings.task_subject(shared.build);
+    let cancel_subject = shared.settings.cancel_subject(shared.build);
+    let mut acks = FuturesUnordered::new();
+    let mut unacked: HashSet<u64> = HashSet::new();
+    // Forgets of tasks whose sequence is not known yet: done when their ack comes.
+    let mut waiting: HashMap<u64, Vec<Option<std::sync::mpsc::Sender<()>>>> = HashMap::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => break,
+                Some(Command::Publish { id, frame }) => {
+                    match js.publish(subject.clone(), frame.into()).await {
+                        Ok(ack) => {
+                            unacked.insert(id);
+                            acks.push(async move { (id, ack.await) });
+                        }
+                        Err(err) => shared.finish(id, Err(TaskError::transport(format!(
+                            "could not publish the task to JetStream: {err}"
+                        )))),
+                    }
+                }
+                Some(Command::Forget { id, seq, notify, done }) => {
+                    if notify {
+                        let notice = shared.settings.key.seal(kind::CANCEL, &CancelNotice {
+                            reply_to: shared.reply_to.clone(),
+                            id,
+                        });
+                        let _ = client.publish(cancel_subject.clone(), notice.into()).await;
+                    }
+                    match seq {
+                        Some(seq) => {
+                            let _ = stream.delete_message(seq).await;
+                            if let Some(done) = done {
+                                let _ = done.send(());
+                            }
+                        }
+                        None if unacked.contains(&id) => waiting.entry(id).or_default().push(done),
+                        None => {
+                            if let Some(done) = done {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                }
+                Some(Command::Stop { done }) => {
+                    let _ = client.flush().await;
+                    let _ = done.send(());
+                    break;
+                }
+            },
+            Some((id, ack)) = acks.next(), if !acks.is_empty() => {
+                unacked.remove(&id);
+                match ack {
+                    Ok(ack) => {
+                        let forgotten = waiting.remove(&id);
+                        if forgotten.is_some() || !shared.record_seq(id, ack.sequence) {
+                            // Resolved before its ack (cancelled or shut down): never to run.
+                            let _ = stream.delete_message(ack.sequence).await;
+                        }
+                        for done in forgotten.into_iter().flatten().flatten() {
+                            let _ = done.send(());
+                        }
+                    }
+                    Err(err) => {
+                        for done in waiting.remove(&id).into_iter().flatten().flatten() {
+                            let _ = done.send(());
+                        }
+                        shared.finish(id, Err(TaskError::transport(format!(
+                            "JetStream did not confirm the task: {err}"
+                        ))));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn take_results(mut results: async_nats::Subscriber, shared: Arc<Shared>) {
+    while let Some(message) = results.next().await {
+        match shared
+            .settings
+            .key
+            .open::<Reply>(kind::REPLY, &message.payload)
+        {
+            Ok(reply) => shared.finish(reply.id, reply.outcome),
+            Err(Opened::Refusal(refusal)) => {
+                shared.finish(refusal.id, Err(TaskError::transport(refusal.reason)));
+            }
+            // Not from a holder of the key: ignored.
+            Err(Opened::Invalid) => {}
+        }
+    }
+}
+
+async fn take_advisories(
+    mut advisories: async_nats::Subscriber,
+    shared: Arc<Shared>,
+    forget: mpsc::UnboundedSender<Command>,
+) {
+    #[derive(serde::Deserialize)]
+    struct MaxDeliveries {
+        stream_seq: u64,
+        deliveries: u64,
+    }
+    while let Some(message) = advisories.next().await {
+        let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&message.payload) else {
+            continue;
+        };
+        if let Some(id) = shared.id_of_seq(advisory.stream_seq) {
+            let deliveries = advisory.deliveries.try_into().unwrap_or(u32::MAX);
+            shared.finish(
+                id,
+                Err(TaskError::WorkerLost(WorkerExit::Deliveries(deliveries))),
+            );
+            // JetStream keeps a message that ran out of deliveries; it is of no use now.
+            let _ = forget.send(Command::Forget {
+                id,
+                seq: Some(advisory.stream_seq),
+                notify: false,
+                done: None,
+            });
+        }
+    }
+}
+
+/// Hosts that answered a roll call.
+#[derive(Debug, Default)]
+pub(crate) struct Roll {
+    /// Hosts of this build on this queue, by pid and host name.
+    pub(crate) ours: HashMap<(String, u32), u32>,
+    /// Builds of the other hosts that answered.
+    pub(crate) others: HashSet<String>,
+}
+
+impl Roll {
+    pub(crate) fn slots(&self) -> usize {
+        self.ours.values().map(|&s| s as usize).sum()
+    }
+}
+
+/// Calls the roll until `enough(roll)` or `wait` passes; returns what answered.
+pub(crate) async fn roll_call(
+    client: &async_nats::Client,
+    settings: &Settings,
+    build: BuildId,
+    wait: Duration,
+    enough: impl Fn(&Roll) -> bool,
+) -> Result<Roll, String> {
+    let deadline = Instant::now() + wait;
+    let mut roll = Roll::default();
+    let inbox = client.new_inbox();
+    let mut answers = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| format!("cannot call the roll of worker hosts: {e}"))?;
+    loop {
+        client
+            .publish_with_reply(settings.hello_subject(), inbox.clone(), Vec::new().into())
+            .await
+            .map_err(|e| format!("cannot call the roll of worker hosts: {e}"))?;
+        // Answers come within a round trip; a host still starting answers a later call.
+        let round = Instant::now() + Duration::from_millis(200);
+        let round = round.min(deadline);
+        while let Ok(Some(answer)) = tokio::time::timeout_at(round.into(), answers.next()).await {
+            let Ok(hello) = settings.key.open::<Hello>(kind::HELLO, &answer.payload) else {
+                roll.others
+                    .insert("(a host with another cluster key)".into());
+                continue;
+            };
+            if hello.build == build && hello.queue == settings.queue {
+                roll.ours.insert((hello.host, hello.pid), hello.slots);
+            } else if hello.build != build {
+                roll.others.insert(format!("{:?}", hello.build));
+            }
+        }
+        if enough(&roll) || Instant::now() >= deadline {
+            return Ok(roll);
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! [`ClusterPool`]: the submitting side of the cluster backend.
+
+mod builder;
+pub(crate) mod io;
+mod local;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use polyexec_core::{
+    AsyncTask, BlockingTask, Cancel, CodecStage, Executor, Portable, TaskError, TaskHandle,
+    assert_portable,
+};
+use tokio::sync::mpsc;
+
+pub use builder::ClusterPoolBuilder;
+
+use crate::addr::{self, TaskAddr};
+use crate::build_id::BuildId;
+use crate::frame::{Request, kind};
+use crate::settings::Settings;
+use io::Command;
+use local::LocalWorkers;
+
+/// How long an immediate shutdown or a cancel waits for NATS to confirm that queued tasks are
+/// deleted (the handles are resolved at once either way).
+const CONFIRM: Duration = Duration::from_secs(5);
+
+/// How long a graceful stop gives local workers to finish before they are killed.
+const LOCAL_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs portable tasks on worker hosts anywhere, through NATS JetStream.
+///
+/// Tasks are queued in a JetStream work-queue stream under a subject of this executable's build
+/// fingerprint; worker hosts running the same executable pull them, run them and publish the
+/// result to this pool's own subject. Every handle resolves exactly once: a task that two hosts
+/// ran (after a redelivery) resolves with the first result and the other is dropped.
+///
+/// Build one with [`ClusterPool::builder`]; see the crate documentation for worker hosts and
+/// `docs/cluster.md` for deployment and semantics.
+///
+/// # Examples
+///
+/// ```no_run
+/// use polyexec_core::Executor;
+/// use polyexec_cluster::ClusterPool;
+///
+/// polyexec_cluster::init();
+/// let pool = ClusterPool::builder()
+///     .url("nats://127.0.0.1:4222")
+///     .local_workers(2)
+///     .build()?;
+/// assert_eq!(pool.spawn(20u64, |n: u64| n * 2).join()?, 40);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ClusterPool {
+    shared: Arc<Shared>,
+    slots: usize,
+    time_limit: Option<Duration>,
+    stop: Mutex<Stop>,
+}
+
+/// What stopping the pool has to take down; emptied by the first shutdown.
+struct Stop {
+    runtime: Option<tokio::runtime::Runtime>,
+    local: Option<LocalWorkers>,
+}
+
+/// Delivers a task's outcome to its typed handle.
+type Deliver = Box<dyn FnOnce(Result<Vec<u8>, TaskError>) + Send>;
+
+struct Pending {
+    deliver: Deliver,
+    seq: Option<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    closed: bool,
+    pending: HashMap<u64, Pending>,
+    by_seq: HashMap<u64, u64>,
+}
+
+/// What the pool's threads and its runtime's tasks share.
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) build: BuildId,
+    /// The subject this pool's results are published on.
+    pub(crate) reply_to: String,
+    state: Mutex<State>,
+    drained: Condvar,
+    next_id: AtomicU64,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Resolves task `id` with `outcome`, unless it was resolved already (a duplicate result
+    /// after a redelivery, or a result after a cancel): each handle resolves exactly once.
+    pub(crate) fn finish(&self, id: u64, outcome: Result<Vec<u8>, TaskError>) {
+        let pending = {
+            let mut state = self.lock();
+            let pending = state.pending.remove(&id);
+            if let Some(seq) = pending.as_ref().and_then(|p| p.seq) {
+                state.by_seq.remove(&seq);
+            }
+            if state.pending.is_empty() {
+                self.drained.notify_all();
+            }
+            pending
+        };
+        if let Some(pending) = pending {
+            (pending.deliver)(outcome);
+        }
+    }
+
+    /// Records the stream sequence of task `id`; `false` if the task is resolved already.
+    pub(crate) fn record_seq(&self, id: u64, seq: u64) -> bool {
+        let mut state = self.lock();
+        match state.pending.get_mut(&id) {
+            Some(pending) => {
+                pending.seq = Some(seq);
+                state.by_seq.insert(seq, id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn id_of_seq(&self, seq: u64) -> Option<u64> {
+        self.lock().by_seq.get(&seq).copied()
+    }
+
+    /// Takes task `id` out of the pending ones without resolving it; its sequence if known.
+    fn take(&self, id: u64) -> Option<Option<u64>> {
+        let mut state = self.lock();
+        let pending = state.pending.remove(&id)?;
+        if let Some(seq) = pending.seq {
+            state.by_seq.remove(&seq);
+        }
+        if state.pending.is_empty() {
+            self.drained.notify_all();
+        }
+        // Dropping `deliver` drops the resolver: a handle still waiting reads `ShutDown`, but
+        // the one cancelling is resolved `Cancelled` already.
+        drop(pending.deliver);
+        Some(pending.seq)
+    }
+
+    fn submit<Out: Portable>(self: &Arc<Self>, addr: TaskAddr, input: Vec<u8>) -> TaskHandle<Out> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let canceller: Arc<dyn Cancel> = Arc::clone(self) as Arc<dyn Cancel>;
+        let (resolver, handle) = TaskHandle::<Out>::remote(Some((canceller, id)));
+        let deliver: Deliver = Box::new(move |outcome| match outcome {
+            Ok(bytes) => resolver.resolve_encoded(bytes, decode_output::<Out>),
+            Err(err) => resolver.resolve(Err(err)),
+        });
+        let frame = self.settings.key.seal(
+            kind::REQUEST,
+            &Request {
+                build: self.build,
+                reply_to: self.reply_to.clone(),
+                id,
+                addr,
+                input,
+            },
+        );
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return TaskHandle::ready(Err(TaskError::ShutDown));
+            }
+            state.pending.insert(id, Pending { deliver, seq: None });
+        }
+        if self.commands.send(Command::Publish { id, frame }).is_err() {
+            self.finish(id, Err(TaskError::ShutDown));
+        }
+        handle
+    }
+
+    /// Asks the runtime to forget `ids` (delete them from the stream, stop them on their
+    /// hosts) and waits, at most [`CONFIRM`], until it did.
+    fn forget(&self, tasks: Vec<(u64, Option<u64>)>, notify: bool) {
+        let (done, confirmed) = std::sync::mpsc::channel();
+        let mut sent = 0;
+        for (id, seq) in tasks {
+            let command = Command::Forget {
+                id,
+                seq,
+                notify,
+                done: Some(done.clone()),
+            };
+            if self.commands.send(command).is_ok() {
+                sent += 1;
+            }
+        }
+        drop(done);
+        let deadline = std::time::Instant::now() + CONFIRM;
+        for _ in 0..sent {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if confirmed.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+impl Cancel for Shared {
+    fn cancel(&self, id: u64) {
+        if let Some(seq) = self.take(id) {
+            // Deleted from the stream before this returns, so a queued task never starts; a
+            // running async task is stopped on its host.
+            self.forget(vec![(id, seq)], true);
+        }
+    }
+}
+
+fn decode_output<Out: Portable>(bytes: Vec<u8>) -> Result<Out, TaskError> {
+    postcard::from_bytes(&bytes)
+        .map_err(|e| TaskError::codec(CodecStage::DecodeOutput, e.to_string()))
+}
+
+impl ClusterPool {
+    /// A builder, with the settings of the `POLYEXEC_CLUSTER_*` environment variables.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = polyexec_cluster::ClusterPool::builder().local_workers(2);
+    /// # let _ = builder;
+    /// ```
+    pub fn builder() -> ClusterPoolBuilder {
+        ClusterPoolBuilder::new()
+    }
+
+    /// The pids of the local workers running now (empty without local workers).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// polyexec_cluster::init();
+    /// let pool = polyexec_cluster::ClusterPool::builder().local_workers(1).build()?;
+    /// assert_eq!(pool.local_worker_pids().len(), 1);
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn local_worker_pids(&self) -> Vec<u32> {
+        let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        stop.local
+            .as_ref()
+            .map(LocalWorkers::pids)
+            .unwrap_or_default()
+    }
+
+    fn close(&self) {
+        self.shared.lock().closed = true;
+    }
+
+    /// Stops local workers (with `grace` to finish), then the runtime.
+    fn stop(&self, grace: Duration) {
+        let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mut local) = stop.local.take() {
+            local.stop(grace);
+        }
+        if let Some(runtime) = stop.runtime.take() {
+            let (done, stopped) = std::sync::mpsc::channel();
+            if self.shared.commands.send(Command::Stop { done }).is_ok() {
+                let _ = stopped.recv_timeout(CONFIRM);
+            }
+            runtime.shutdown_timeout(CONFIRM);
+        }
+    }
+
+    fn with_limit<T>(&self, handle: TaskHandle<T>) -> TaskHandle<T> {
+        match self.time_limit {
+            Some(limit) => handle.with_deadline(limit),
+            None => handle,
+        }
+    }
+}
+
+fn encode_input<In: Portable>(input: &In) -> Result<Vec<u8>, TaskError> {
+    postcard::to_allocvec(input)
+        .map_err(|e| TaskError::codec(CodecStage::EncodeInput, e.to_string()))
+}
+
+impl Executor for ClusterPool {
+    fn spawn<F, In, Out>(&self, input: In, task: F) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable,
+    {
+        assert_portable(&task);
+        match encode_input(&input) {
+            Ok(bytes) => self.with_limit(
+                self.shared
+                    .submit(addr::blocking_addr::<F, In, Out>(), bytes),
+            ),
+            Err(err) => TaskHandle::ready(Err(err)),
+        }
+    }
+
+    fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable,
+    {
+        assert_portable(&task);
+        match encode_input(&input) {
+            Ok(bytes) => {
+                self.with_limit(self.shared.submit(addr::async_addr::<F, In, Fut>(), bytes))
+            }
+            Err(err) => TaskHandle::ready(Err(err)),
+        }
+    }
+
+    fn workers(&self) -> usize {
+        self.slots
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "cluster"
+    }
+
+    /// Each hand-over is a message through the NATS server, so `map` sends inputs in chunks.
+    fn preferred_chunk_size(&self) -> usize {
+        256
+    }
+
+    fn shutdown(&self) {
+        self.close();
+        {
+            let mut state = self.shared.lock();
+            while !state.pending.is_empty() {
+                state = self
+                    .shared
+                    .drained
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        self.stop(LOCAL_GRACE);
+    }
+
+    fn shutdown_now(&self) {
+        let taken: Vec<(u64, Option<u64>, Deliver)> = {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            state.by_seq.clear();
+            self.shared.drained.notify_all();
+            state
+                .pending
+                .drain()
+                .map(|(id, p)| (id, p.seq, p.deliver))
+                .collect()
+        };
+        let mut forget = Vec::with_capacity(taken.len());
+        for (id, seq, deliver) in taken {
+            deliver(Err(TaskError::ShutDown));
+            forget.push((id, seq));
+        }
+        // Local workers first: killed, they start nothing more; then the queued tasks are
+        // deleted and hosts elsewhere told to stop what they run of this pool.
+        {
+            let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(mut local) = stop.local.take() {
+                local.stop(Duration::ZERO);
+            }
+        }
+        if !forget.is_empty() {
+            self.shared.forget(forget, true);
+        }
+        self.stop(Duration::ZERO);
+    }
+}
+
+impl Drop for ClusterPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl fmt::Debug for ClusterPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("ClusterPool")
+            .field("url", &self.shared.settings.url)
+            .field("queue", &self.shared.settings.queue)
+            .field("build", &self.shared.build)
+            .field("slots", &self.slots)
+            .field("pending", &state.pending.len())
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
