@@ -26,6 +26,9 @@ use crate::settings::{self, Settings, env};
 /// How long one pull request waits for tasks; also the longest a SIGTERM waits for a pull.
 const PULL_EXPIRES: Duration = Duration::from_millis(500);
 
+/// How long a stopping host tries to hand its last results to the server.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
 /// The command-line flag that starts a worker host.
 pub(crate) const FLAG: &str = "--polyexec-cluster-worker";
 
@@ -140,7 +143,11 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
             Err(err) => {
                 // The server restarts or the consumer is being recreated: try again shortly.
                 eprintln!("polyexec cluster worker: pulling tasks failed ({err}); retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                drop(permits);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = sigterm.recv() => break 'pull,
+                }
                 let _ = settings::ensure_consumer(&js, &settings, build).await;
                 continue;
             }
@@ -174,10 +181,15 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
         .expect("never closed");
     roll_call.abort();
     cancels.abort();
-    client
-        .flush()
-        .await
-        .map_err(|e| format!("cannot flush the last results: {e}"))
+    // Bounded: with the server gone for good, the results are lost either way (and their
+    // tasks, never acked, are delivered again once it is back).
+    match tokio::time::timeout(FLUSH_LIMIT, client.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(format!("cannot flush the last results: {err}")),
+        Err(_) => Err(format!(
+            "the NATS server did not take the last results within {FLUSH_LIMIT:?}"
+        )),
+    }
 }
 
 async fn answer_roll_calls(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use polyexec_core::BuildError;
 use tokio::sync::mpsc;
 
-use super::io::{Io, roll_call};
+use super::io::{Io, Roll, roll_call};
 use super::local::LocalWorkers;
 use super::{ClusterPool, Shared, State, Stop};
 use crate::build_id::BuildId;
@@ -332,6 +332,58 @@ impl ClusterPoolBuilder {
         Ok(settings)
     }
 
+    /// Connects, starts the local workers and calls the roll, inside the runtime's context
+    /// (the NATS client's types must be dropped there, also on the error paths).
+    fn start(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        settings: &Settings,
+        build: BuildId,
+        reply_to: &str,
+    ) -> Result<(Io, Option<LocalWorkers>, Roll), BuildError> {
+        let _context = runtime.enter();
+        let io = runtime
+            .block_on(Io::connect(settings, build, reply_to))
+            .map_err(BuildError::Start)?;
+        let client = io.client.clone();
+        let local = if self.local_workers > 0 {
+            Some(LocalWorkers::start(self.local_workers, settings).map_err(BuildError::Start)?)
+        } else {
+            None
+        };
+        let wait = self.worker_wait.unwrap_or(DEFAULT_WORKER_WAIT);
+        let wanted = self.local_workers.max(1);
+        let roll = runtime
+            .block_on(roll_call(&client, settings, build, wait, |roll| {
+                roll.ours.len() >= wanted || local.as_ref().is_some_and(|l| l.failure().is_some())
+            }))
+            .map_err(BuildError::Start)?;
+        if let Some(failure) = local.as_ref().and_then(LocalWorkers::failure) {
+            return Err(BuildError::Start(failure));
+        }
+        if roll.ours.len() < wanted {
+            let others = if roll.others.is_empty() {
+                "no worker host of any build answered".to_owned()
+            } else {
+                let mut builds: Vec<_> = roll.others.iter().cloned().collect();
+                builds.sort();
+                format!(
+                    "hosts of other builds answered ({}): every machine must run the same \
+                     executable file",
+                    builds.join(", ")
+                )
+            };
+            return Err(BuildError::Start(format!(
+                "{} of {wanted} worker hosts of this build ({build:?}, queue `{}`) answered at \
+                 {} within {wait:?}; {others}",
+                roll.ours.len(),
+                settings.queue,
+                settings.url
+            )));
+        }
+        Ok((io, local, roll))
+    }
+
     /// Connects to NATS, starts the local workers (if any), and waits until worker hosts of
     /// this build answer: the local ones, or, without local workers, at least one anywhere.
     ///
@@ -372,45 +424,7 @@ impl ClusterPoolBuilder {
             u64::from_le_bytes(bytes)
         };
         let reply_to = format!("{}.result.{pool_id:016x}", settings.prefix);
-        let io = runtime
-            .block_on(Io::connect(&settings, build, &reply_to))
-            .map_err(BuildError::Start)?;
-        let client = io.client.clone();
-        let local = if self.local_workers > 0 {
-            Some(LocalWorkers::start(self.local_workers, &settings).map_err(BuildError::Start)?)
-        } else {
-            None
-        };
-        let wait = self.worker_wait.unwrap_or(DEFAULT_WORKER_WAIT);
-        let wanted = self.local_workers.max(1);
-        let roll = runtime
-            .block_on(roll_call(&client, &settings, build, wait, |roll| {
-                roll.ours.len() >= wanted || local.as_ref().is_some_and(|l| l.failure().is_some())
-            }))
-            .map_err(BuildError::Start)?;
-        if let Some(failure) = local.as_ref().and_then(LocalWorkers::failure) {
-            return Err(BuildError::Start(failure));
-        }
-        if roll.ours.len() < wanted {
-            let others = if roll.others.is_empty() {
-                "no worker host of any build answered".to_owned()
-            } else {
-                let mut builds: Vec<_> = roll.others.iter().cloned().collect();
-                builds.sort();
-                format!(
-                    "hosts of other builds answered ({}): every machine must run the same \
-                     executable file",
-                    builds.join(", ")
-                )
-            };
-            return Err(BuildError::Start(format!(
-                "{} of {wanted} worker hosts of this build ({build:?}, queue `{}`) answered at \
-                 {} within {wait:?}; {others}",
-                roll.ours.len(),
-                settings.queue,
-                settings.url
-            )));
-        }
+        let (io, local, roll) = self.start(&runtime, &settings, build, &reply_to)?;
         let slots = if self.local_workers > 0 {
             self.local_workers * settings.slots as usize
         } else {

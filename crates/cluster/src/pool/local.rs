@@ -188,7 +188,10 @@ fn keep_running(slot: &Slot, vars: &[(&'static str, String)]) {
         if state.stopping {
             return;
         }
-        if started.elapsed() < EARLY_EXIT {
+        // A host that a task crashes dies of a signal, and comes back; one that exits on its
+        // own right after its start cannot serve (its reason is on stderr).
+        let exited_by_itself = status.as_ref().is_ok_and(|s| s.code().is_some());
+        if exited_by_itself && started.elapsed() < EARLY_EXIT {
             early_exits += 1;
         } else {
             early_exits = 0;
