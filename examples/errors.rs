@@ -64,7 +64,19 @@ fn main() -> common::Res {
     println!("\n2. a task crashes (std::process::abort)");
     let task_pid = exec.spawn((), |(): ()| std::process::id()).join()?;
     let in_this_process = task_pid == std::process::id();
-    if in_this_process && !really_crash {
+    let on_cluster = exec.backend_name() == "cluster";
+    if on_cluster && !really_crash {
+        println!("   tasks of the cluster backend run on worker hosts (this one: pid {task_pid});");
+        println!(
+            "   an abort kills its host, and JetStream delivers the task again after ack_wait"
+        );
+        println!(
+            "   (POLYEXEC_CLUSTER_ACK_WAIT_MS, 30 s by default), up to max_deliver times, before"
+        );
+        println!(
+            "   the handle says WorkerLost: skipped here, pass --really-crash to wait for it."
+        );
+    } else if in_this_process && !really_crash {
         println!("   tasks of the {backend} backend run in this process (pid {task_pid}),");
         println!("   so an abort would end the whole program, every other task with it.");
         println!("   skipped: pass --really-crash to see it happen");
@@ -112,7 +124,12 @@ fn main() -> common::Res {
         slow.join()
     );
     println!("   (an async task is dropped at its next .await, on every backend)");
-    if in_this_process {
+    if on_cluster {
+        println!(
+            "   on the cluster backend a running *async* task is stopped on its host; a running \
+             blocking task runs on there, its result discarded"
+        );
+    } else if in_this_process {
         println!(
             "   a running *blocking* task cannot be stopped here: a thread cannot be killed, so \
              it runs on and its result is discarded"

@@ -37,10 +37,16 @@ pub enum Backend {
     #[cfg(feature = "subprocess")]
     #[cfg_attr(docsrs, doc(cfg(feature = "subprocess")))]
     Subprocess,
+    /// Worker hosts on many machines through NATS JetStream
+    /// ([`ClusterPool`](crate::cluster::ClusterPool)); built from `POLYEXEC_CLUSTER_URL` with
+    /// local worker hosts of this executable.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    Cluster,
 }
 
 /// Every backend polyexec has, compiled in or not, in default-priority order.
-const KNOWN: &[&str] = &["thread", "coroutine", "subprocess"];
+const KNOWN: &[&str] = &["thread", "coroutine", "subprocess", "cluster"];
 
 impl Backend {
     /// The backends compiled into this build, in default-priority order.
@@ -60,10 +66,12 @@ impl Backend {
             Backend::Coroutine,
             #[cfg(feature = "subprocess")]
             Backend::Subprocess,
+            #[cfg(feature = "cluster")]
+            Backend::Cluster,
         ]
     }
 
-    /// The backend's name: `"thread"`, `"coroutine"` or `"subprocess"`.
+    /// The backend's name: `"thread"`, `"coroutine"`, `"subprocess"` or `"cluster"`.
     ///
     /// # Examples
     ///
@@ -78,6 +86,8 @@ impl Backend {
             Backend::Coroutine => "coroutine",
             #[cfg(feature = "subprocess")]
             Backend::Subprocess => "subprocess",
+            #[cfg(feature = "cluster")]
+            Backend::Cluster => "cluster",
         }
     }
 
@@ -190,12 +200,26 @@ impl Backend {
                 }
                 builder.build().map(AnyExecutor::Subprocess)
             }
+            #[cfg(feature = "cluster")]
+            Backend::Cluster => {
+                // Local worker hosts of this executable, so that a program run with
+                // `--backend cluster` needs only a NATS server; hosts elsewhere join in.
+                if workers == Some(0) {
+                    return Err(BuildError::InvalidConfig(
+                        "workers (local worker hosts) must be at least 1".into(),
+                    ));
+                }
+                polyexec_cluster::ClusterPool::builder()
+                    .local_workers(workers.unwrap_or(1))
+                    .build()
+                    .map(AnyExecutor::Cluster)
+            }
         }
     }
 }
 
 impl Default for Backend {
-    /// The first compiled-in backend of `thread`, `coroutine`, `subprocess`.
+    /// The first compiled-in backend of `thread`, `coroutine`, `subprocess`, `cluster`.
     fn default() -> Self {
         Backend::all()[0]
     }
@@ -289,6 +313,10 @@ pub enum AnyExecutor {
     #[cfg(feature = "subprocess")]
     #[cfg_attr(docsrs, doc(cfg(feature = "subprocess")))]
     Subprocess(polyexec_subprocess::ProcessPool),
+    /// The cluster backend.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    Cluster(polyexec_cluster::ClusterPool),
 }
 
 impl AnyExecutor {
@@ -310,6 +338,8 @@ impl AnyExecutor {
             AnyExecutor::Coroutine(_) => Backend::Coroutine,
             #[cfg(feature = "subprocess")]
             AnyExecutor::Subprocess(_) => Backend::Subprocess,
+            #[cfg(feature = "cluster")]
+            AnyExecutor::Cluster(_) => Backend::Cluster,
         }
     }
 }
@@ -324,6 +354,8 @@ macro_rules! delegate {
             AnyExecutor::Coroutine($exec) => $call,
             #[cfg(feature = "subprocess")]
             AnyExecutor::Subprocess($exec) => $call,
+            #[cfg(feature = "cluster")]
+            AnyExecutor::Cluster($exec) => $call,
         }
     };
 }

@@ -55,6 +55,8 @@
 //! | `thread` | a pool of OS threads | [`thread`] | yes |
 //! | `coroutine` | an event loop on one thread (or a few), the asyncio model | [`coroutine`] | no |
 //! | `subprocess` | a pool of worker processes (this program, started again); **Linux ≥ 5.3 only** | [`subprocess`] | no |
+//! | `cluster` | worker hosts on many machines through NATS JetStream (turns on `tokio`); see `docs/cluster.md` | [`cluster`] | no |
+//! | `tokio` | portable async tasks run inside a tokio runtime context on every backend | | no |
 //!
 //! # Choosing at run time
 //!
@@ -63,13 +65,19 @@
 //! [`Backend::build`] returns an [`AnyExecutor`], which implements [`Executor`] by delegating to
 //! the chosen backend. When none is named, [`Backend::default`] takes the first compiled in of:
 //! `thread` (runs blocking and async tasks well, no serialization cost), then `coroutine`, then
-//! `subprocess`.
+//! `subprocess`, then `cluster` (which needs a NATS server, so it is chosen only when it is the
+//! one compiled in or named).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-#[cfg(not(any(feature = "thread", feature = "coroutine", feature = "subprocess")))]
+#[cfg(not(any(
+    feature = "thread",
+    feature = "coroutine",
+    feature = "subprocess",
+    feature = "cluster"
+)))]
 compile_error!(
-    "polyexec needs at least one backend feature: `thread`, `coroutine` or `subprocess`"
+    "polyexec needs at least one backend feature: `thread`, `coroutine`, `subprocess` or `cluster`"
 );
 
 mod backend;
@@ -141,11 +149,37 @@ pub mod subprocess {
     pub use polyexec_subprocess::{ProcessPool, ProcessPoolBuilder};
 }
 
+/// The cluster backend: [`ClusterPool`](cluster::ClusterPool), worker hosts on many machines
+/// through NATS JetStream.
+///
+/// Every machine runs this same executable; a worker host is the program started with
+/// `--polyexec-cluster-worker`, which [`init`] recognizes. Programs using it call [`init`]
+/// first thing in `main`; test files contain [`test_hook!`]. See `docs/cluster.md`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use polyexec::Executor;
+/// use polyexec::cluster::ClusterPool;
+///
+/// polyexec::init();
+/// let pool = ClusterPool::builder().url("nats://127.0.0.1:4222").local_workers(2).build()?;
+/// assert_eq!(pool.spawn(6u32, |x: u32| x * 7).join()?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub mod cluster {
+    pub use polyexec_cluster::{ClusterPool, ClusterPoolBuilder};
+}
+
 /// The entry hook: call it first thing in `main`.
 ///
 /// In a program started normally it returns at once. In a process that the subprocess backend
-/// started as a worker, it serves tasks and never returns. Without the `subprocess` feature it
-/// does nothing, so calling it always is harmless and keeps a program ready for that backend.
+/// started as a worker, or that was started as a cluster worker host (with
+/// `--polyexec-cluster-worker`), it serves tasks and never returns. Without the `subprocess` and
+/// `cluster` features it does nothing, so calling it always is harmless and keeps a program
+/// ready for those backends.
 ///
 /// Test files and benchmarks, whose `main` is generated, use [`test_hook!`] instead.
 ///
@@ -161,15 +195,17 @@ pub mod subprocess {
 pub fn init() {
     #[cfg(feature = "subprocess")]
     polyexec_subprocess::init();
+    #[cfg(feature = "cluster")]
+    polyexec_cluster::init();
 }
 
 /// The entry hook for test files and benchmark harnesses: registers [`init`] to run before the
 /// generated `main`.
 ///
 /// Put it once at the top level of every integration test file (and in the crate root for unit
-/// tests) that may run tasks on the subprocess backend: a worker started from that test binary
-/// then serves tasks instead of running the test harness. Without the `subprocess` feature it
-/// expands to nothing.
+/// tests) that may run tasks on the subprocess or cluster backend: a worker started from that
+/// test binary then serves tasks instead of running the test harness. Without those features
+/// it expands to nothing.
 ///
 /// # Examples
 ///
@@ -184,23 +220,28 @@ pub fn init() {
 ///     assert_eq!(exec.spawn(3u32, |x: u32| x * x).join(), Ok(9));
 /// }
 /// ```
-#[cfg(feature = "subprocess")]
+#[cfg(any(feature = "subprocess", feature = "cluster"))]
 #[macro_export]
 macro_rules! test_hook {
     () => {
-        $crate::__private::subprocess_test_hook!();
+        $crate::__private::ctor! {
+            #[ctor(unsafe, anonymous)]
+            fn __polyexec_worker_hook() {
+                $crate::init();
+            }
+        }
     };
 }
 
-/// The entry hook for test files and benchmark harnesses (a no-op: the `subprocess` feature is
-/// off in this build).
+/// The entry hook for test files and benchmark harnesses (a no-op: neither the `subprocess` nor
+/// the `cluster` feature is on in this build).
 ///
 /// # Examples
 ///
 /// ```
 /// polyexec::test_hook!();
 /// ```
-#[cfg(not(feature = "subprocess"))]
+#[cfg(not(any(feature = "subprocess", feature = "cluster")))]
 #[macro_export]
 macro_rules! test_hook {
     () => {};
@@ -209,6 +250,8 @@ macro_rules! test_hook {
 /// What [`test_hook!`] expands to; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(all(feature = "cluster", not(feature = "subprocess")))]
+    pub use polyexec_cluster::__private::ctor;
     #[cfg(feature = "subprocess")]
-    pub use polyexec_subprocess::test_hook as subprocess_test_hook;
+    pub use polyexec_subprocess::__private::ctor;
 }

@@ -94,7 +94,13 @@ fn main() -> Res {
     let svg: Option<String> = args.value("--svg")?;
     args.finish()?;
     let backends: Vec<Backend> = if args.backends.is_empty() {
-        Backend::all().to_vec()
+        // The cluster backend needs a NATS server, and its crash test waits for JetStream's
+        // redeliveries: measured only when named with --backend.
+        Backend::all()
+            .iter()
+            .copied()
+            .filter(|b| b.name() != "cluster")
+            .collect()
     } else {
         args.backends.clone()
     };

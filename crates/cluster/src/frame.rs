@@ -219,6 +219,17 @@ pub(crate) fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
+/// The reply subject and id of a request, read *without* checking its tag: only for telling
+/// its sender why it was refused.
+pub(crate) fn peek_request(frame: &[u8]) -> Option<(String, u64)> {
+    let body = frame.get(1 + TAG_LEN..)?;
+    let request: Request = postcard::from_bytes(body).ok()?;
+    let subject_ok = !request.reply_to.is_empty()
+        && request.reply_to.len() < 256
+        && !request.reply_to.contains(['*', '>', ' ']);
+    subject_ok.then_some((request.reply_to, request.id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,15 +288,4 @@ mod tests {
         let key = Key::random().unwrap();
         assert_eq!(Key::from_hex(&key.hex()).unwrap(), key);
     }
-}
-
-/// The reply subject and id of a request, read *without* checking its tag: only for telling
-/// its sender why it was refused.
-pub(crate) fn peek_request(frame: &[u8]) -> Option<(String, u64)> {
-    let body = frame.get(1 + TAG_LEN..)?;
-    let request: Request = postcard::from_bytes(body).ok()?;
-    let subject_ok = !request.reply_to.is_empty()
-        && request.reply_to.len() < 256
-        && !request.reply_to.contains(['*', '>', ' ']);
-    subject_ok.then_some((request.reply_to, request.id))
 }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::io::{Io, Roll, roll_call};
 use super::local::LocalWorkers;
-use super::{ClusterPool, Shared, State, Stop};
+use super::{ClusterPool, Inner, Shared, State, Stop};
 use crate::build_id::BuildId;
 use crate::frame::Key;
 use crate::settings::{self, Auth, Settings, env};
@@ -404,11 +404,12 @@ impl ClusterPoolBuilder {
         if crate::worker::is_worker() {
             // A worker host that reaches this point was started by a pool but never entered
             // worker mode: starting pools (and workers) from it would multiply processes.
-            return Err(BuildError::Start(format!(
+            return Err(BuildError::Start(
                 "this process was started as a cluster worker host but did not serve: call \
                  polyexec::init() first thing in main (or put polyexec::test_hook!() in the test \
                  file) so that it does"
-            )));
+                    .into(),
+            ));
         }
         let settings = self.settings().map_err(BuildError::InvalidConfig)?;
         let build = BuildId::current().map_err(BuildError::Start)?;
@@ -445,12 +446,14 @@ impl ClusterPoolBuilder {
             io.run(&shared, receiver, commands);
         }
         Ok(ClusterPool {
-            shared,
-            slots,
-            time_limit: self.time_limit,
-            stop: Mutex::new(Stop {
-                runtime: Some(runtime),
-                local,
+            inner: Arc::new(Inner {
+                shared,
+                slots,
+                time_limit: self.time_limit,
+                stop: Mutex::new(Stop {
+                    runtime: Some(runtime),
+                    local,
+                }),
             }),
         })
     }

@@ -58,6 +58,12 @@ const LOCAL_GRACE: Duration = Duration::from_secs(10);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ClusterPool {
+    inner: Arc<Inner>,
+}
+
+/// The pool itself, shared with a thread that finishes a shutdown a dropping thread must not
+/// wait for.
+struct Inner {
     shared: Arc<Shared>,
     slots: usize,
     time_limit: Option<Duration>,
@@ -251,13 +257,19 @@ impl ClusterPool {
     /// # Ok::<(), polyexec_core::BuildError>(())
     /// ```
     pub fn local_worker_pids(&self) -> Vec<u32> {
-        let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        let stop = self
+            .inner
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         stop.local
             .as_ref()
             .map(LocalWorkers::pids)
             .unwrap_or_default()
     }
+}
 
+impl Inner {
     fn close(&self) {
         self.shared.lock().closed = true;
     }
@@ -282,58 +294,6 @@ impl ClusterPool {
             Some(limit) => handle.with_deadline(limit),
             None => handle,
         }
-    }
-}
-
-fn encode_input<In: Portable>(input: &In) -> Result<Vec<u8>, TaskError> {
-    postcard::to_allocvec(input)
-        .map_err(|e| TaskError::codec(CodecStage::EncodeInput, e.to_string()))
-}
-
-impl Executor for ClusterPool {
-    fn spawn<F, In, Out>(&self, input: In, task: F) -> TaskHandle<Out>
-    where
-        F: BlockingTask<In, Out>,
-        In: Portable,
-        Out: Portable,
-    {
-        assert_portable(&task);
-        match encode_input(&input) {
-            Ok(bytes) => self.with_limit(
-                self.shared
-                    .submit(addr::blocking_addr::<F, In, Out>(), bytes),
-            ),
-            Err(err) => TaskHandle::ready(Err(err)),
-        }
-    }
-
-    fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
-    where
-        F: AsyncTask<In, Fut>,
-        In: Portable,
-        Fut: Future + Send + 'static,
-        Fut::Output: Portable,
-    {
-        assert_portable(&task);
-        match encode_input(&input) {
-            Ok(bytes) => {
-                self.with_limit(self.shared.submit(addr::async_addr::<F, In, Fut>(), bytes))
-            }
-            Err(err) => TaskHandle::ready(Err(err)),
-        }
-    }
-
-    fn workers(&self) -> usize {
-        self.slots
-    }
-
-    fn backend_name(&self) -> &'static str {
-        "cluster"
-    }
-
-    /// Each hand-over is a message through the NATS server, so `map` sends inputs in chunks.
-    fn preferred_chunk_size(&self) -> usize {
-        256
     }
 
     fn shutdown(&self) {
@@ -383,20 +343,98 @@ impl Executor for ClusterPool {
     }
 }
 
+fn encode_input<In: Portable>(input: &In) -> Result<Vec<u8>, TaskError> {
+    postcard::to_allocvec(input)
+        .map_err(|e| TaskError::codec(CodecStage::EncodeInput, e.to_string()))
+}
+
+impl Executor for ClusterPool {
+    fn spawn<F, In, Out>(&self, input: In, task: F) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable,
+    {
+        assert_portable(&task);
+        match encode_input(&input) {
+            Ok(bytes) => self.inner.with_limit(
+                self.inner
+                    .shared
+                    .submit(addr::blocking_addr::<F, In, Out>(), bytes),
+            ),
+            Err(err) => TaskHandle::ready(Err(err)),
+        }
+    }
+
+    fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable,
+    {
+        assert_portable(&task);
+        match encode_input(&input) {
+            Ok(bytes) => self.inner.with_limit(
+                self.inner
+                    .shared
+                    .submit(addr::async_addr::<F, In, Fut>(), bytes),
+            ),
+            Err(err) => TaskHandle::ready(Err(err)),
+        }
+    }
+
+    fn workers(&self) -> usize {
+        self.inner.slots
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "cluster"
+    }
+
+    /// Each hand-over is a message through the NATS server, so `map` sends inputs in chunks.
+    fn preferred_chunk_size(&self) -> usize {
+        256
+    }
+
+    fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    fn shutdown_now(&self) {
+        self.inner.shutdown_now();
+    }
+}
+
 impl Drop for ClusterPool {
+    /// A graceful shutdown. Where this thread must not wait for unfinished tasks (it would
+    /// stall an event loop or a current-thread tokio runtime), the shutdown goes on on another
+    /// thread and this one panics with advice to `.await` instead.
     fn drop(&mut self) {
-        self.shutdown();
+        let busy = !self.inner.shared.lock().pending.is_empty();
+        if busy && !std::thread::panicking() && !polyexec_core::may_block() {
+            let inner = Arc::clone(&self.inner);
+            let spawned = std::thread::Builder::new()
+                .name("polyexec-cluster-shutdown".into())
+                .spawn(move || inner.shutdown());
+            if spawned.is_ok() {
+                polyexec_core::assert_may_block();
+                return;
+            }
+        }
+        self.inner.shutdown();
     }
 }
 
 impl fmt::Debug for ClusterPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.shared.lock();
+        let shared = &self.inner.shared;
+        let state = shared.lock();
         f.debug_struct("ClusterPool")
-            .field("url", &self.shared.settings.url)
-            .field("queue", &self.shared.settings.queue)
-            .field("build", &self.shared.build)
-            .field("slots", &self.slots)
+            .field("url", &shared.settings.url)
+            .field("queue", &shared.settings.queue)
+            .field("build", &shared.build)
+            .field("slots", &self.inner.slots)
             .field("pending", &state.pending.len())
             .field("closed", &state.closed)
             .finish()
