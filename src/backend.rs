@@ -209,8 +209,14 @@ impl Backend {
                         "workers (local worker hosts) must be at least 1".into(),
                     ));
                 }
+                // One slot per host, as the subprocess backend has one task per process, so
+                // `workers` counts tasks at a time there and here.
+                let hosts = workers.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                });
                 polyexec_cluster::ClusterPool::builder()
-                    .local_workers(workers.unwrap_or(1))
+                    .local_workers(hosts)
+                    .slots_per_worker(1)
                     .build()
                     .map(AnyExecutor::Cluster)
             }

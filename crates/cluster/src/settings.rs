@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::addr::Kind;
 use crate::build_id::BuildId;
 use crate::frame::Key;
 
@@ -193,14 +194,22 @@ impl Settings {
         )
     }
 
-    /// The subject a task of `build` on this queue is published on.
-    pub(crate) fn task_subject(&self, build: BuildId) -> String {
-        format!("{}.task.{}.{}", self.prefix, build.hex(), self.queue)
+    /// The subject a task of `build` and `kind` on this queue is published on. Blocking and
+    /// async tasks have subjects (and consumers) of their own: a host runs `slots` blocking
+    /// tasks at a time but many more async ones, which mostly wait.
+    pub(crate) fn task_subject(&self, build: BuildId, kind: Kind) -> String {
+        format!(
+            "{}.task.{}.{}.{}",
+            self.prefix,
+            build.hex(),
+            self.queue,
+            kind_tag(kind)
+        )
     }
 
-    /// The durable consumer all hosts of `build` on this queue share.
-    pub(crate) fn consumer_name(&self, build: BuildId) -> String {
-        format!("w_{}_{}", build.hex(), self.queue)
+    /// The durable consumer all hosts of `build` on this queue share for tasks of `kind`.
+    pub(crate) fn consumer_name(&self, build: BuildId, kind: Kind) -> String {
+        format!("w_{}_{}_{}", build.hex(), self.queue, kind_tag(kind))
     }
 
     /// Where cancel notices for tasks of `build` go.
@@ -213,13 +222,20 @@ impl Settings {
         format!("{}.hello", self.prefix)
     }
 
-    /// The advisory JetStream sends when a task of `build` ran out of deliveries.
-    pub(crate) fn max_deliveries_advisory(&self, build: BuildId) -> String {
+    /// The advisories JetStream sends when a task of this stream ran out of deliveries (a pool
+    /// picks its own tasks out by their stream sequence).
+    pub(crate) fn max_deliveries_advisories(&self) -> String {
         format!(
-            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
-            self.stream_name(),
-            self.consumer_name(build)
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+            self.stream_name()
         )
+    }
+}
+
+fn kind_tag(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Blocking => "b",
+        Kind::Async => "a",
     }
 }
 
@@ -262,6 +278,7 @@ pub(crate) async fn ensure_consumer(
     js: &async_nats::jetstream::Context,
     settings: &Settings,
     build: BuildId,
+    kind: Kind,
 ) -> Result<async_nats::jetstream::consumer::PullConsumer, String> {
     use async_nats::jetstream::{consumer, stream};
     let stream = js
@@ -280,13 +297,13 @@ pub(crate) async fn ensure_consumer(
                 settings.stream_name()
             )
         })?;
-    let name = settings.consumer_name(build);
+    let name = settings.consumer_name(build, kind);
     stream
         .get_or_create_consumer(
             &name,
             consumer::pull::Config {
                 durable_name: Some(name.clone()),
-                filter_subject: settings.task_subject(build),
+                filter_subject: settings.task_subject(build, kind),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: settings.ack_wait,
                 max_deliver: settings.max_deliver.into(),

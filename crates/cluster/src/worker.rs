@@ -26,6 +26,9 @@ use crate::settings::{self, Settings, env};
 /// How long one pull request waits for tasks; also the longest a SIGTERM waits for a pull.
 const PULL_EXPIRES: Duration = Duration::from_millis(500);
 
+/// Async tasks one host runs at a time at most.
+const ASYNC_SLOTS: u32 = 1024;
+
 /// How long a stopping host tries to hand its last results to the server.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
@@ -109,7 +112,6 @@ struct Host {
 async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
     let client = settings::connect(&settings, "polyexec-cluster-host").await?;
     let js = jetstream::new(client.clone());
-    let consumer = settings::ensure_consumer(&js, &settings, build).await?;
     let host = Arc::new(Host {
         client: client.clone(),
         key: settings.key.clone(),
@@ -119,17 +121,70 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
     });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    // Blocking tasks take one of `slots`; async tasks, which mostly wait, up to ASYNC_SLOTS.
+    let mut pullers = Vec::new();
+    for (kind, slots) in [(Kind::Blocking, settings.slots), (Kind::Async, ASYNC_SLOTS)] {
+        let consumer = settings::ensure_consumer(&js, &settings, build, kind).await?;
+        pullers.push(tokio::spawn(pull(
+            Arc::clone(&host),
+            js.clone(),
+            settings.clone(),
+            kind,
+            consumer,
+            slots,
+            stopping.clone(),
+        )));
+    }
     let roll_call = answer_roll_calls(&settings, &host).await?;
     let cancels = follow_cancel_notices(&settings, &host).await?;
+    let _ = sigterm.recv().await;
+    let _ = stop.send(true);
+    for puller in pullers {
+        let _ = puller.await;
+    }
+    roll_call.abort();
+    cancels.abort();
+    // Bounded: with the server gone for good, the results are lost either way (and their
+    // tasks, never acked, are delivered again once it is back).
+    match tokio::time::timeout(FLUSH_LIMIT, client.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(format!("cannot flush the last results: {err}")),
+        Err(_) => Err(format!(
+            "the NATS server did not take the last results within {FLUSH_LIMIT:?}"
+        )),
+    }
+}
 
-    let slots = Arc::new(Semaphore::new(settings.slots as usize));
+/// Returns once the host is told to stop (or the one telling it is gone).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let stop = *stopping.borrow_and_update();
+        if stop || stopping.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Pulls tasks of one kind, as many as there are free slots, until told to stop; then waits
+/// until the tasks it started are done.
+async fn pull(
+    host: Arc<Host>,
+    js: jetstream::Context,
+    settings: Settings,
+    kind: Kind,
+    consumer: jetstream::consumer::PullConsumer,
+    slots: u32,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let free = Arc::new(Semaphore::new(slots as usize));
     'pull: loop {
         let first = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => permit.expect("never closed"),
-            _ = sigterm.recv() => break 'pull,
+            permit = Arc::clone(&free).acquire_owned() => permit.expect("never closed"),
+            () = stopped(&mut stopping) => break 'pull,
         };
         let mut permits = vec![first];
-        while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+        while let Ok(permit) = Arc::clone(&free).try_acquire_owned() {
             permits.push(permit);
         }
         let batch = consumer
@@ -146,18 +201,18 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
                 drop(permits);
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = sigterm.recv() => break 'pull,
+                    () = stopped(&mut stopping) => break 'pull,
                 }
-                let _ = settings::ensure_consumer(&js, &settings, build).await;
+                let _ = settings::ensure_consumer(&js, &settings, host.build, kind).await;
                 continue;
             }
         };
-        let mut stopping = false;
+        let mut stop = false;
         loop {
             tokio::select! {
                 next = batch.next() => match next {
                     None => break,
-                    Some(Ok(message)) if stopping => {
+                    Some(Ok(message)) if stop => {
                         // Handed back at once, for another host.
                         let _ = message.ack_with(AckKind::Nak(None)).await;
                     }
@@ -167,29 +222,15 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
                     }
                     Some(Err(_)) => break,
                 },
-                _ = sigterm.recv(), if !stopping => stopping = true,
+                () = stopped(&mut stopping), if !stop => stop = true,
             }
         }
-        if stopping {
+        if stop {
             break;
         }
     }
     // Every slot back means every task finished and its result was sent.
-    let _all = slots
-        .acquire_many(settings.slots)
-        .await
-        .expect("never closed");
-    roll_call.abort();
-    cancels.abort();
-    // Bounded: with the server gone for good, the results are lost either way (and their
-    // tasks, never acked, are delivered again once it is back).
-    match tokio::time::timeout(FLUSH_LIMIT, client.flush()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(format!("cannot flush the last results: {err}")),
-        Err(_) => Err(format!(
-            "the NATS server did not take the last results within {FLUSH_LIMIT:?}"
-        )),
-    }
+    let _all = free.acquire_many(slots).await.expect("never closed");
 }
 
 async fn answer_roll_calls(

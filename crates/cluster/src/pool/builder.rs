@@ -425,7 +425,14 @@ impl ClusterPoolBuilder {
             u64::from_le_bytes(bytes)
         };
         let reply_to = format!("{}.result.{pool_id:016x}", settings.prefix);
-        let (io, local, roll) = self.start(&runtime, &settings, build, &reply_to)?;
+        // On a thread of its own: `block_on` refuses to run on a thread that drives another
+        // tokio runtime, and a pool may well be built from inside one.
+        let (io, local, roll) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| self.start(&runtime, &settings, build, &reply_to))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         let slots = if self.local_workers > 0 {
             self.local_workers * settings.slots as usize
         } else {

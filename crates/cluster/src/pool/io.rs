@@ -12,6 +12,7 @@ use polyexec_core::{TaskError, WorkerExit};
 use tokio::sync::mpsc;
 
 use super::Shared;
+use crate::addr::Kind;
 use crate::build_id::BuildId;
 use crate::frame::{CancelNotice, Hello, Opened, Reply, kind};
 use crate::settings::Settings;
@@ -20,7 +21,7 @@ use crate::settings::Settings;
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Publish this sealed request for task `id`.
-    Publish { id: u64, frame: Vec<u8> },
+    Publish { id: u64, frame: Vec<u8>, kind: Kind },
     /// Task `id` is resolved without its result (cancelled, shut down, out of deliveries): delete
     /// it from the stream (at `seq`, or once its sequence is known) so no host starts it, and, if
     /// `notify`, tell the hosts to stop it if one runs it. `done` hears when that is done.
@@ -53,7 +54,9 @@ impl Io {
         let js = jetstream::new(client.clone());
         // The stream and consumer exist before the first task, so tasks published before any
         // host pulls are kept for it.
-        crate::settings::ensure_consumer(&js, settings, build).await?;
+        for kind in [Kind::Blocking, Kind::Async] {
+            crate::settings::ensure_consumer(&js, settings, build, kind).await?;
+        }
         let stream = js
             .get_stream(settings.stream_name())
             .await
@@ -63,7 +66,7 @@ impl Io {
             .await
             .map_err(|e| format!("cannot subscribe to results: {e}"))?;
         let advisories = client
-            .subscribe(settings.max_deliveries_advisory(build))
+            .subscribe(settings.max_deliveries_advisories())
             .await
             .map_err(|e| format!("cannot subscribe to delivery advisories: {e}"))?;
         // The subscriptions are live on the server before the first task can be published.
@@ -107,7 +110,8 @@ async fn publish(
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
 ) {
-    let subject = shared.settings.task_subject(shared.build);
+    let blocking_subject = shared.settings.task_subject(shared.build, Kind::Blocking);
+    let async_subject = shared.settings.task_subject(shared.build, Kind::Async);
     let cancel_subject = shared.settings.cancel_subject(shared.build);
     let mut acks = FuturesUnordered::new();
     let mut unacked: HashSet<u64> = HashSet::new();
@@ -117,8 +121,12 @@ async fn publish(
         tokio::select! {
             command = commands.recv() => match command {
                 None => break,
-                Some(Command::Publish { id, frame }) => {
-                    match js.publish(subject.clone(), frame.into()).await {
+                Some(Command::Publish { id, frame, kind }) => {
+                    let subject = match kind {
+                        Kind::Blocking => blocking_subject.clone(),
+                        Kind::Async => async_subject.clone(),
+                    };
+                    match js.publish(subject, frame.into()).await {
                         Ok(ack) => {
                             unacked.insert(id);
                             acks.push(async move { (id, ack.await) });

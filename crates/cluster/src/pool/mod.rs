@@ -185,7 +185,12 @@ impl Shared {
             }
             state.pending.insert(id, Pending { deliver, seq: None });
         }
-        if self.commands.send(Command::Publish { id, frame }).is_err() {
+        let kind = addr.kind;
+        if self
+            .commands
+            .send(Command::Publish { id, frame, kind })
+            .is_err()
+        {
             self.finish(id, Err(TaskError::ShutDown));
         }
         handle
@@ -285,7 +290,11 @@ impl Inner {
             if self.shared.commands.send(Command::Stop { done }).is_ok() {
                 let _ = stopped.recv_timeout(CONFIRM);
             }
-            runtime.shutdown_timeout(CONFIRM);
+            // On a thread of its own: a runtime cannot be shut down from a thread that drives
+            // another one, and the pool may be dropped on one.
+            std::thread::scope(|scope| {
+                scope.spawn(move || runtime.shutdown_timeout(CONFIRM));
+            });
         }
     }
 
