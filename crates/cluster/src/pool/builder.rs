@@ -22,7 +22,8 @@ const DEFAULT_WORKER_WAIT: Duration = Duration::from_secs(30);
 ///
 /// Every setting left alone is read from its `POLYEXEC_CLUSTER_*` environment variable, else its
 /// default: `URL` (required), `KEY` (64 hex digits; a random one if unset, which only local
-/// workers then share), `PREFIX` (`polyexec`), `QUEUE` (`default`), `ACK_WAIT_MS` (30 s),
+/// workers then share), `PREFIX` (`polyexec`), `QUEUE` (`default`; with neither a key nor a
+/// queue configured, a queue of the pool's own, deleted when it stops), `ACK_WAIT_MS` (30 s),
 /// `MAX_DELIVER` (5), `MAX_AGE_S` (one day), `SLOTS` (per local worker: the processors),
 /// `CREDS`, `USER` and `PASSWORD`, `TOKEN`, `TLS` and `TLS_CA`.
 ///
@@ -247,7 +248,8 @@ impl ClusterPoolBuilder {
         self
     }
 
-    fn settings(&self) -> Result<Settings, String> {
+    /// The settings, and whether the queue is this pool's alone (deleted when it stops).
+    fn settings(&self, pool_id: u64) -> Result<(Settings, bool), String> {
         let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let url = self
             .url
@@ -260,7 +262,12 @@ impl ClusterPoolBuilder {
                     env::URL
                 )
             })?;
-        let key = match self.key.clone().or_else(|| from_env(env::KEY)) {
+        let configured_key = self.key.clone().or_else(|| from_env(env::KEY));
+        let configured_queue = self.queue.clone().or_else(|| from_env(env::QUEUE));
+        // A random key is known to this pool's local hosts only, and hosts of another key on
+        // the same queue would refuse its tasks: such a pool gets a queue of its own.
+        let private = configured_key.is_none() && configured_queue.is_none();
+        let key = match configured_key {
             Some(hex) => Key::from_hex(&hex)?,
             None => Key::random()?,
         };
@@ -298,11 +305,11 @@ impl ClusterPoolBuilder {
                 .clone()
                 .or_else(|| from_env(env::PREFIX))
                 .unwrap_or_else(|| settings::DEFAULT_PREFIX.into()),
-            queue: self
-                .queue
-                .clone()
-                .or_else(|| from_env(env::QUEUE))
-                .unwrap_or_else(|| settings::DEFAULT_QUEUE.into()),
+            queue: match configured_queue {
+                Some(queue) => queue,
+                None if private => format!("p{pool_id:016x}"),
+                None => settings::DEFAULT_QUEUE.into(),
+            },
             ack_wait: match self.ack_wait {
                 Some(d) => d,
                 None => number(env::ACK_WAIT_MS)?
@@ -329,7 +336,7 @@ impl ClusterPoolBuilder {
             auth,
         };
         settings.check()?;
-        Ok(settings)
+        Ok((settings, private))
     }
 
     /// Connects, starts the local workers and calls the roll, inside the runtime's context
@@ -411,7 +418,13 @@ impl ClusterPoolBuilder {
                     .into(),
             ));
         }
-        let settings = self.settings().map_err(BuildError::InvalidConfig)?;
+        let pool_id = {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| BuildError::Start(e.to_string()))?;
+            u64::from_le_bytes(bytes)
+        };
+        let (settings, private_queue) =
+            self.settings(pool_id).map_err(BuildError::InvalidConfig)?;
         let build = BuildId::current().map_err(BuildError::Start)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -419,11 +432,6 @@ impl ClusterPoolBuilder {
             .enable_all()
             .build()
             .map_err(|e| BuildError::Start(format!("cannot start a tokio runtime: {e}")))?;
-        let pool_id = {
-            let mut bytes = [0u8; 8];
-            getrandom::fill(&mut bytes).map_err(|e| BuildError::Start(e.to_string()))?;
-            u64::from_le_bytes(bytes)
-        };
         let reply_to = format!("{}.result.{pool_id:016x}", settings.prefix);
         // On a thread of its own: `block_on` refuses to run on a thread that drives another
         // tokio runtime, and a pool may well be built from inside one.
@@ -441,6 +449,7 @@ impl ClusterPoolBuilder {
         let (commands, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             settings,
+            private_queue,
             build,
             reply_to,
             state: Mutex::new(State::default()),

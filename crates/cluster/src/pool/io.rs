@@ -160,6 +160,13 @@ async fn publish(
                     }
                 }
                 Some(Command::Stop { done }) => {
+                    if shared.private_queue {
+                        // Its hosts are gone: nothing pulls from its consumers again.
+                        for kind in [Kind::Blocking, Kind::Async] {
+                            let name = shared.settings.consumer_name(shared.build, kind);
+                            let _ = stream.delete_consumer(&name).await;
+                        }
+                    }
                     let _ = client.flush().await;
                     let _ = done.send(());
                     break;

@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) build: BuildId,
     /// The subject this pool's results are published on.
     pub(crate) reply_to: String,
+    /// The queue is this pool's own: its consumers are deleted when the pool stops.
+    pub(crate) private_queue: bool,
     state: Mutex<State>,
     drained: Condvar,
     next_id: AtomicU64,
