@@ -81,6 +81,8 @@ mod protocol;
 #[cfg(all(test, target_os = "linux"))]
 mod security_tests;
 #[cfg(target_os = "linux")]
+mod shm;
+#[cfg(target_os = "linux")]
 mod stop;
 #[cfg(target_os = "linux")]
 mod worker;

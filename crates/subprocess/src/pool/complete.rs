@@ -15,6 +15,7 @@ use polyexec_core::{CodecStage, Resolver, TaskError};
 use serde::de::DeserializeOwned;
 
 use crate::protocol;
+use crate::shm::Lease;
 
 /// Bytes of a `DONE_*` body before the payload: the task id.
 pub(super) const ID_LEN: usize = 8;
@@ -25,6 +26,8 @@ pub(super) trait Complete: Send {
     fn is_abandoned(&self) -> bool;
     /// `body` is a `DONE_OK` frame's body: the task id, then the encoded output.
     fn succeed(self: Box<Self>, body: Vec<u8>);
+    /// The encoded output is in the worker's region; decoding it releases it.
+    fn succeed_shared(self: Box<Self>, output: Lease);
     fn fail(self: Box<Self>, err: TaskError);
 }
 
@@ -37,6 +40,16 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
         (*self).resolve_encoded(body, decode_output::<T>);
     }
 
+    fn succeed_shared(self: Box<Self>, output: Lease) {
+        // Decoded from the mapping by the joiner: for byte payloads (`serde_bytes`), the copy
+        // into the result is the only one made in this process.
+        (*self).resolve_deferred(Box::new(move || {
+            let result = decode_payload::<T>(output.bytes());
+            drop(output);
+            result
+        }));
+    }
+
     fn fail(self: Box<Self>, err: TaskError) {
         (*self).resolve(Err(err));
     }
@@ -45,7 +58,11 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
 /// Decodes an output on the thread that takes it from its handle. `body` holds the task id
 /// first (the reader checked that it does).
 fn decode_output<T: DeserializeOwned>(body: Vec<u8>) -> Result<T, TaskError> {
-    let payload = body.get(ID_LEN..).unwrap_or_default();
+    decode_payload(body.get(ID_LEN..).unwrap_or_default())
+}
+
+/// Decodes an encoded output.
+fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, TaskError> {
     // A `Deserialize` impl that panics fails this task with a codec error, as a failing one does.
     match polyexec_core::catch_task(|| protocol::decode::<T>(payload)) {
         Ok(Ok(value)) => Ok(value),

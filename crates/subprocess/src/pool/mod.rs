@@ -67,6 +67,7 @@ pub use builder::ProcessPoolBuilder;
 
 use crate::entry::{Key, Kind};
 use crate::process::SpawnConfig;
+use crate::shm::{Arena, Lease};
 use complete::Complete;
 use dispatch::Outgoing;
 use supervisor::Command;
@@ -113,6 +114,9 @@ struct Entry {
     /// The `RUN` frame, kept until the task starts so it can be sent to another worker if this
     /// one dies first.
     frame: Option<Arc<Vec<u8>>>,
+    /// The input, when it is in the pool's shared region: held until the worker is done with the
+    /// task (the entry is dropped), which is after it decoded the input.
+    input: Option<Lease>,
     /// `None` once the handle was resolved by the pool itself (cancel, timeout).
     completer: Option<Box<dyn Complete>>,
     place: Place,
@@ -126,6 +130,9 @@ pub(crate) struct Conn {
     pid: u32,
     pidfd: OwnedFd,
     stream: UnixStream,
+    /// The generation of the pool's input region this worker was last sent (0: none). Written by
+    /// the one thread writing to the worker at a time.
+    announced: AtomicU64,
 }
 
 /// One worker position of the pool; its process is replaced when it dies.
@@ -214,6 +221,8 @@ pub(crate) struct Shared {
     readers: Mutex<Vec<JoinHandle<()>>>,
     /// Serializes the end of shutdown: a second caller returns only once the workers are gone.
     finish: Mutex<()>,
+    /// The region that carries large inputs to every worker. Locked only to hand out space.
+    inputs: Mutex<Arena>,
 }
 
 fn relock<T>(result: Result<T, PoisonError<T>>) -> T {
