@@ -7,7 +7,8 @@
 //!
 //! Shapes: a warm round trip of a trivial task (lockstep); trivial tasks submitted all at once,
 //! then joined; `map` with batching on two workers; byte payloads of 64 B, 64 KiB, 1 MiB and
-//! 16 MiB there and back (`serde_bytes::ByteBuf`); worker start; a CPU kernel's speedup over
+//! 16 MiB there and back (`serde_bytes::ByteBuf`), beside an in-process round trip that copies the
+//! payload twice (the memory-speed floor); worker start; a CPU kernel's speedup over
 //! serial on two workers. After criterion's groups, the three round trips are measured again in
 //! alternating batches (each batch sees the same machine load) and written to
 //! `target/polyexec-bench/subprocess_interleaved.json` for `scripts/bench.sh`.
@@ -239,6 +240,16 @@ fn payloads(c: &mut Criterion, k: &Contenders) {
         }
         group.bench_function(BenchmarkId::new("ipc_channel_raw", name), |b| {
             b.iter(|| black_box(k.peer.bytes_round_trip(&payload)));
+        });
+        // The memory-speed floor: an in-process round trip that copies the payload twice, into
+        // a fresh buffer there and into another one back, as any transport must at least.
+        group.bench_function(BenchmarkId::new("memcpy_twice", name), |b| {
+            b.iter(|| {
+                let there = black_box(payload.to_vec());
+                let back = black_box(there.to_vec());
+                drop(there);
+                black_box(back.len())
+            });
         });
         group.bench_function(BenchmarkId::new("polyexec", name), |b| {
             b.iter(|| {
