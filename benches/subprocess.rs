@@ -7,8 +7,8 @@
 //!
 //! Shapes: a warm round trip of a trivial task (lockstep); trivial tasks submitted all at once,
 //! then joined; `map` with batching on two workers; byte payloads of 64 B, 64 KiB, 1 MiB and
-//! 16 MiB there and back (`serde_bytes::ByteBuf`), beside an in-process round trip that copies the
-//! payload twice (the memory-speed floor); worker start; a CPU kernel's speedup over
+//! 16 MiB there and back (`serde_bytes::ByteBuf`), beside in-process round trips that copy the
+//! payload twice, into warm buffers (the memory-speed floor) and into fresh ones; worker start; a CPU kernel's speedup over
 //! serial on two workers. After criterion's groups, the three round trips are measured again in
 //! alternating batches (each batch sees the same machine load) and written to
 //! `target/polyexec-bench/subprocess_interleaved.json` for `scripts/bench.sh`.
@@ -241,9 +241,20 @@ fn payloads(c: &mut Criterion, k: &Contenders) {
         group.bench_function(BenchmarkId::new("ipc_channel_raw", name), |b| {
             b.iter(|| black_box(k.peer.bytes_round_trip(&payload)));
         });
-        // The memory-speed floor: an in-process round trip that copies the payload twice, into
-        // a fresh buffer there and into another one back, as any transport must at least.
+        // The memory-speed floor: an in-process round trip that copies the payload twice, there
+        // and back, into buffers that are already warm (no allocation, no page fault).
+        let mut there = vec![0u8; size];
+        let mut back = vec![0u8; size];
         group.bench_function(BenchmarkId::new("memcpy_twice", name), |b| {
+            b.iter(|| {
+                there.copy_from_slice(black_box(&payload));
+                back.copy_from_slice(black_box(&there));
+                black_box(back[size - 1])
+            });
+        });
+        // The same two copies into fresh buffers, as a transport that allocates its results
+        // must make them (page faults included, where the allocator hands out fresh pages).
+        group.bench_function(BenchmarkId::new("alloc_copy_twice", name), |b| {
             b.iter(|| {
                 let there = black_box(payload.to_vec());
                 let back = black_box(there.to_vec());

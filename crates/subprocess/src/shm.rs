@@ -55,7 +55,8 @@ const IN_USE: u64 = 0;
 /// A `memfd` mapped into this process.
 #[derive(Debug)]
 pub(crate) struct Region {
-    fd: OwnedFd,
+    /// Kept by the maker, to pass on; a received region's is closed once mapped.
+    fd: Option<OwnedFd>,
     ptr: NonNull<u8>,
     len: usize,
     /// Counts the regions an arena made, so a frame can say which one it means.
@@ -71,15 +72,23 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
-    /// A new region of `len` bytes, sealed against shrinking and growing, mapped read-write.
-    fn create(len: usize, generation: u64) -> io::Result<Region> {
+    /// A new region of `len` bytes, mapped read-write, then sealed against shrinking and
+    /// growing and, if `readers_only`, against any other writable mapping: the processes it is
+    /// passed to can then only read it, whatever they do with the descriptor.
+    fn create(len: usize, generation: u64, readers_only: bool) -> io::Result<Region> {
         let fd = rustix::fs::memfd_create(
             "polyexec-payload",
             MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
         )?;
         rustix::fs::ftruncate(&fd, len as u64)?;
-        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
-        Region::map(fd, len, true, generation)
+        let mut region = Region::map(&fd, len, true, generation)?;
+        let mut seals = SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+        if readers_only {
+            seals |= SealFlags::FUTURE_WRITE;
+        }
+        rustix::fs::fcntl_add_seals(&fd, seals)?;
+        region.fd = Some(fd);
+        Ok(region)
     }
 
     /// Maps a region received from the other process, if it is sealed against shrinking.
@@ -95,10 +104,11 @@ impl Region {
             .ok()
             .filter(|&len| len > 0 && len <= MAX_REGION)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad region size"))?;
-        Region::map(fd, len, writable, generation)
+        // The mapping stays valid after the descriptor is closed.
+        Region::map(&fd, len, writable, generation)
     }
 
-    fn map(fd: OwnedFd, len: usize, writable: bool, generation: u64) -> io::Result<Region> {
+    fn map(fd: &OwnedFd, len: usize, writable: bool, generation: u64) -> io::Result<Region> {
         let prot = if writable {
             ProtFlags::READ | ProtFlags::WRITE
         } else {
@@ -109,20 +119,20 @@ impl Region {
         // that cannot shrink (sealed; checked in `open`), so every page of the mapping stays
         // backed for as long as it exists.
         let ptr = unsafe {
-            rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, &fd, 0)?
+            rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)?
         };
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("null mapping"))?;
         Ok(Region {
-            fd,
+            fd: None,
             ptr,
             len,
             generation,
         })
     }
 
-    /// The descriptor, to pass to the other process.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The descriptor, to pass to the other process (a region this process made has one).
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(AsFd::as_fd)
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -277,6 +287,8 @@ struct Record {
 /// The writer's side of a direction: its current region and the records handed out in it.
 #[derive(Debug, Default)]
 pub(crate) struct Arena {
+    /// The other processes only read the records (the pool's inputs): its regions are sealed so.
+    readers_only: bool,
     region: Option<Arc<Region>>,
     /// Bytes of the region from `tail` to `head` are in records not yet reclaimed.
     head: usize,
@@ -296,6 +308,14 @@ pub(crate) struct Placed {
 }
 
 impl Arena {
+    /// An arena whose regions the other processes may map for reading only.
+    pub(crate) fn readers_only() -> Arena {
+        Arena {
+            readers_only: true,
+            ..Arena::default()
+        }
+    }
+
     /// Space for a payload of `len` bytes, or `None` if it is not worth or not possible to place
     /// (the payload then goes through the socket): too short or too long, no room left in a
     /// region that is in use, or no region could be made.
@@ -310,7 +330,8 @@ impl Arena {
         if self.records.is_empty() && size > capacity {
             let wanted = (2 * size).clamp(MIN_REGION, MAX_REGION).max(size);
             self.generation += 1;
-            match Region::create(wanted.next_multiple_of(4096), self.generation) {
+            let len = wanted.next_multiple_of(4096);
+            match Region::create(len, self.generation, self.readers_only) {
                 Ok(region) => self.region = Some(Arc::new(region)),
                 Err(_) => {
                     self.region = None;
@@ -433,11 +454,20 @@ mod tests {
 
     #[test]
     fn a_lease_outside_the_region_is_refused() {
-        let region = Arc::new(Region::create(4096, 1).unwrap());
+        let region = Arc::new(Region::create(4096, 1, false).unwrap());
         assert!(Lease::open(Arc::clone(&region), 8, 4088).is_some());
         assert!(Lease::open(Arc::clone(&region), 8, 4089).is_none());
         assert!(Lease::open(Arc::clone(&region), 12, 8).is_none());
         assert!(Lease::open(Arc::clone(&region), 0, 8).is_none());
         assert!(Lease::open(region, usize::MAX - 4, 8).is_none());
+    }
+
+    #[test]
+    fn a_readers_only_region_cannot_be_mapped_for_writing_by_its_receiver() {
+        let region = Region::create(4096, 1, true).unwrap();
+        let fd = region.fd().unwrap().try_clone_to_owned().unwrap();
+        assert!(Region::open(fd.try_clone().unwrap(), true, 1).is_err());
+        let read_only = Region::open(fd, false, 1).unwrap();
+        assert_eq!(read_only.bytes(0, 4096).unwrap().len(), 4096);
     }
 }

@@ -286,7 +286,7 @@ impl Channel {
         if let Some(region) = announce {
             let mut frame = Vec::with_capacity(13);
             protocol::push_region_frame(&mut frame, protocol::OUTPUT_REGION, region.generation());
-            self.send(&frame, Some(region.fd()));
+            self.send(&frame, region.fd());
         }
         loop {
             let mut buf = std::mem::take(&mut *self.out.borrow_mut());

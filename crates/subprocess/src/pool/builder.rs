@@ -225,7 +225,7 @@ impl ProcessPoolBuilder {
             supervisor: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
             finish: Mutex::new(()),
-            inputs: Mutex::new(Arena::default()),
+            inputs: Mutex::new(Arena::readers_only()),
         });
         let (started_tx, started_rx) = mpsc::channel();
         let supervisor_shared = Arc::clone(&shared);
