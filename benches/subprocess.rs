@@ -11,7 +11,9 @@
 //! payload twice, into warm buffers (the memory-speed floor) and into fresh ones; worker start; a CPU kernel's speedup over
 //! serial on two workers. After criterion's groups, the three round trips are measured again in
 //! alternating batches (each batch sees the same machine load) and written to
-//! `target/polyexec-bench/subprocess_interleaved.json` for `scripts/bench.sh`.
+//! `target/polyexec-bench/subprocess_interleaved.json` for `scripts/bench.sh`; so are the 1 MiB
+//! and 16 MiB payloads, beside raw ipc-channel and the warm two-copy floor
+//! (`subprocess_payload_interleaved.json`).
 //!
 //! This binary is four programs: the bench, polyexec's workers (`polyexec::init()`), procspawn's
 //! workers (`procspawn::init()`, which serves and exits when procspawn started this process) and
@@ -437,6 +439,71 @@ fn interleaved_round_trips(k: &Contenders) {
     );
 }
 
+/// The payload round trips of 1 MiB and 16 MiB measured again in alternating batches (each batch
+/// sees the same machine load), as ratios to raw ipc-channel and to the warm two-copy floor;
+/// printed and written to `target/polyexec-bench/subprocess_payload_interleaved.json`.
+fn interleaved_payloads(k: &Contenders) {
+    let batches = if common::quick() { 11 } else { 31 };
+    let mut out = serde_json::Map::new();
+    for (name, size, n) in [("1MiB", 1usize << 20, 40u32), ("16MiB", 16 << 20, 4)] {
+        let payload = ByteBuf::from(vec![0xA5u8; size]);
+        let mut there = vec![0u8; size];
+        let mut back = vec![0u8; size];
+        for _ in 0..3 {
+            k.peer.bytes_round_trip(&payload);
+            k.one.spawn(payload.clone(), |b: ByteBuf| b).join().unwrap();
+        }
+        let (times, _) = interleaved(
+            batches,
+            n,
+            &mut [
+                &mut || {
+                    black_box(k.peer.bytes_round_trip(&payload));
+                },
+                &mut || {
+                    let echoed = k.one.spawn(payload.clone(), |b: ByteBuf| b).join().unwrap();
+                    black_box(echoed.len());
+                },
+                &mut || {
+                    there.copy_from_slice(black_box(&payload));
+                    back.copy_from_slice(black_box(&there));
+                    black_box(back[size - 1]);
+                },
+            ],
+        );
+        let ratio = |a: usize, b: usize| {
+            let mut r: Vec<f64> = times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect();
+            common::median_quartiles(&mut r)
+        };
+        let median = |i: usize| common::median_quartiles(&mut times[i].clone()).0;
+        let (to_ipc, ipc_q1, ipc_q3) = ratio(1, 0);
+        let (to_floor, floor_q1, floor_q3) = ratio(1, 2);
+        println!(
+            "summary: payload {name}, alternating batches: ipc_channel_raw {:.3} ms, polyexec \
+             {:.3} ms, memcpy_twice {:.3} ms; polyexec / ipc_channel_raw {to_ipc:.2}x \
+             (quartiles {ipc_q1:.2}-{ipc_q3:.2}), polyexec / memcpy_twice {to_floor:.2}x \
+             (quartiles {floor_q1:.2}-{floor_q3:.2})",
+            median(0) * 1e3,
+            median(1) * 1e3,
+            median(2) * 1e3,
+        );
+        out.insert(
+            name.into(),
+            serde_json::json!({
+                "ipc_channel_raw_median_s": median(0),
+                "polyexec_median_s": median(1),
+                "memcpy_twice_median_s": median(2),
+                "polyexec_to_ipc": [ipc_q1, to_ipc, ipc_q3],
+                "polyexec_to_memcpy_twice": [floor_q1, to_floor, floor_q3],
+            }),
+        );
+    }
+    common::write_json(
+        "subprocess_payload_interleaved",
+        &serde_json::json!({ "batches": batches, "sizes": out }),
+    );
+}
+
 fn main() {
     if let Ok(server) = std::env::var(ECHO_ENV) {
         ipc_echo(server);
@@ -464,4 +531,5 @@ fn main() {
     // The ratio the issue asks for, measured in alternating batches (criterion measures each
     // alone, minutes apart, which on a shared machine can compare different loads).
     interleaved_round_trips(&contenders);
+    interleaved_payloads(&contenders);
 }

@@ -118,9 +118,8 @@ impl Region {
         // affected; `fd` is a memfd of at least `len` bytes (just sized, or checked by `fstat`)
         // that cannot shrink (sealed; checked in `open`), so every page of the mapping stays
         // backed for as long as it exists.
-        let ptr = unsafe {
-            rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)?
-        };
+        let ptr =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("null mapping"))?;
         Ok(Region {
             fd: None,
@@ -250,10 +249,7 @@ impl Slot {
         // frame that names it is sent, and the arena reuses it only after its flag says it was
         // released. The mapping outlives the borrow (the lease holds an `Arc`).
         unsafe {
-            std::slice::from_raw_parts_mut(
-                lease.region.ptr.as_ptr().add(lease.offset),
-                lease.len,
-            )
+            std::slice::from_raw_parts_mut(lease.region.ptr.as_ptr().add(lease.offset), lease.len)
         }
     }
 

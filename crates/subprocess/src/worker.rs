@@ -241,9 +241,11 @@ impl Channel {
                     };
                     // Every task that named the previous region has been answered (the pool
                     // replaces it only then), so it can go.
-                    let region = self.fds.borrow_mut().pop_front().and_then(|fd| {
-                        Region::open(fd, false, generation).ok().map(Arc::new)
-                    });
+                    let region = self
+                        .fds
+                        .borrow_mut()
+                        .pop_front()
+                        .and_then(|fd| Region::open(fd, false, generation).ok().map(Arc::new));
                     *self.inputs.borrow_mut() = region;
                 }
                 protocol::CANCEL => {
@@ -427,7 +429,9 @@ impl Channel {
         buf.extend_from_slice(&id.to_le_bytes());
         // Also out of its cell while the task runs (the output's `Serialize` is user code).
         let mut arena = std::mem::take(&mut *self.outputs.borrow_mut());
-        let outcome = f(input, &mut buf, &mut |len| self.place_output(&mut arena, len));
+        let outcome = f(input, &mut buf, &mut |len| {
+            self.place_output(&mut arena, len)
+        });
         *self.outputs.borrow_mut() = arena;
         // Before the result frame can be written: a stop request for this task is now stale.
         crate::stop::finished();

@@ -50,7 +50,10 @@ fn submit(pool: &ProcessPool, i: usize) -> (usize, polyexec_core::TaskHandle<Byt
 fn check((i, handle): (usize, polyexec_core::TaskHandle<ByteBuf>)) {
     let back = common::join(handle).expect("a large task failed");
     assert_eq!(back.len(), size(i) + 1);
-    assert!(back.iter().all(|&b| b == i as u8), "task {i} came back wrong");
+    assert!(
+        back.iter().all(|&b| b == i as u8),
+        "task {i} came back wrong"
+    );
 }
 
 #[test]
@@ -90,5 +93,8 @@ fn ten_thousand_large_tasks_leave_descriptors_and_mappings_constant() {
         mappings(worker),
     );
     assert_eq!(pool.worker_pids(), [worker], "the worker served them all");
-    assert_eq!(after, before, "(parent fds, (maps, regions), worker fds, (maps, regions))");
+    assert_eq!(
+        after, before,
+        "(parent fds, (maps, regions), worker fds, (maps, regions))"
+    );
 }

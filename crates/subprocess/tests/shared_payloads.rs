@@ -63,7 +63,10 @@ fn byte_payloads_round_trip_through_the_regions() {
         .unwrap();
         let mut expected = input.into_vec();
         expected.reverse();
-        assert!(back.into_vec() == expected, "payload of {len} bytes differs");
+        assert!(
+            back.into_vec() == expected,
+            "payload of {len} bytes differs"
+        );
     }
     // The pool's input region, the worker's output region (mapped on both sides).
     assert_eq!(region_mappings(std::process::id()), 2);
@@ -96,11 +99,16 @@ fn structs_vectors_and_async_outputs_round_trip() {
     let handles: Vec<_> = (0..24u8)
         .map(|i| {
             let input = ByteBuf::from(pattern(512 << 10, i));
-            pool.spawn(input, |b: ByteBuf| b.iter().map(|&x| u64::from(x)).sum::<u64>())
+            pool.spawn(input, |b: ByteBuf| {
+                b.iter().map(|&x| u64::from(x)).sum::<u64>()
+            })
         })
         .collect();
     for (i, handle) in handles.into_iter().enumerate() {
-        let expected: u64 = pattern(512 << 10, i as u8).iter().map(|&x| u64::from(x)).sum();
+        let expected: u64 = pattern(512 << 10, i as u8)
+            .iter()
+            .map(|&x| u64::from(x))
+            .sum();
         assert_eq!(common::join(handle), Ok(expected));
     }
 }

@@ -84,8 +84,7 @@ fn send_frames(conn: &Conn, frames: &mut Vec<Outgoing>) -> std::io::Result<()> {
             protocol::push_region_frame(&mut frame, protocol::INPUT_REGION, region.generation());
             frames.insert(0, Outgoing::Control(frame));
             protocol::send_all(conn.stream.as_fd(), frames, region.fd())?;
-            conn.announced
-                .store(region.generation(), Ordering::Relaxed);
+            conn.announced.store(region.generation(), Ordering::Relaxed);
             Ok(())
         }
         None => protocol::send_all(conn.stream.as_fd(), frames, None),
