@@ -145,7 +145,8 @@ fn a_worker_killed_half_way_through_a_shared_payload() {
     let regions = |fds: &[String]| fds.iter().filter(|fd| fd.contains("memfd:")).count();
     let now = common::open_fds();
     assert_eq!(now.len(), fds.len(), "{now:?} against {fds:?}");
-    assert_eq!(regions(&now), 2);
+    // The pool's region; a region received from a worker has its descriptor closed once mapped.
+    assert_eq!(regions(&now), 1);
     common::assert_serves(&pool);
     drop(pool);
     assert_eq!(region_mappings(std::process::id()), 0);

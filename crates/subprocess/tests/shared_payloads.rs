@@ -94,6 +94,12 @@ fn structs_vectors_and_async_outputs_round_trip() {
     }))
     .unwrap();
     assert!(async_back.into_vec() == pattern(16 << 16, 16));
+    // An async task's large input, read from the pool's region.
+    let input = ByteBuf::from(pattern(3 << 20, 7));
+    let sum = common::join(pool.spawn_async(input.clone(), |b: ByteBuf| async move {
+        b.iter().map(|&x| u64::from(x)).sum::<u64>()
+    }));
+    assert_eq!(sum, Ok(input.iter().map(|&x| u64::from(x)).sum::<u64>()));
 
     // Many in flight at once, more than one region holds: the rest take the socket.
     let handles: Vec<_> = (0..24u8)

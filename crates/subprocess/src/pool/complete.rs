@@ -7,7 +7,9 @@
 //!   ([`Resolver::resolve_encoded`]), and the thread that takes the result from the handle decodes
 //!   it. A slow or panicking `Deserialize` therefore delays or fails only its own task, never the
 //!   reader thread that resolves the worker's other tasks. (A worker's error, a `TaskError` of
-//!   this crate's own encoding, is decoded by the reader.)
+//!   this crate's own encoding, is decoded by the reader.) An output in the worker's shared
+//!   region is decoded from the mapping and released right after, or when the handle is
+//!   dropped without taking it.
 //! - A panic in a `Deserialize` impl fails that task with a codec error; a panic in a waker or
 //!   `Drop` is contained by [`deliver`]. Neither unwinds into the pool's threads.
 

@@ -32,6 +32,9 @@
 //!   exactly the tasks whose place names that slot's current generation.
 //! - Events of a worker are applied only if its [`Conn::generation`] is still its slot's: a late
 //!   frame or death of a replaced process changes nothing.
+//! - A task whose input is in the pool's shared region holds it ([`Entry::input`]) until its
+//!   entry is dropped, so the region's space is reused only after the worker is done with it;
+//!   the pool replaces its region only when no entry holds space in it.
 //! - A task's completer is taken out of its entry exactly once (by its result, its worker's
 //!   death, its deadline, a cancel or a shutdown), so every handle resolves exactly once.
 
