@@ -467,3 +467,83 @@ mod tests {
         assert_eq!(read_only.bytes(0, 4096).unwrap().len(), 4096);
     }
 }
+
+/// Property-based tests of the ring (proptest): any sequence of allocations and out-of-order
+/// releases never hands out space that overlaps a record still held, and never loses space for
+/// good. Cases: `POLYEXEC_FUZZ_CASES` (default 200).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Alloc(usize),
+        /// Releases the held record at this index (modulo the number held).
+        Release(usize),
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        proptest::collection::vec(
+            prop_oneof![
+                3 => (SHARED_MIN..5 * SHARED_MIN).prop_map(Op::Alloc),
+                1 => (2 * MIN_REGION..3 * MIN_REGION).prop_map(Op::Alloc),
+                4 => any::<usize>().prop_map(Op::Release),
+            ],
+            1..60,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: crate::security_tests::fuzz_cases(200),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn held_records_never_overlap_and_space_comes_back(ops in ops()) {
+            let mut arena = Arena::default();
+            // Held slots, each filled with its own byte.
+            let mut held: Vec<(Slot, u8)> = Vec::new();
+            let mut next = 0u8;
+            for op in ops {
+                match op {
+                    Op::Alloc(len) => {
+                        let Some(placed) = arena.alloc(len) else {
+                            // Refused only while something is held (an empty arena takes any
+                            // size up to the limit).
+                            prop_assert!(!held.is_empty());
+                            continue;
+                        };
+                        let mut slot = placed.slot;
+                        prop_assert_eq!(slot.bytes_mut().len(), len);
+                        next = next.wrapping_add(1);
+                        slot.bytes_mut().fill(next);
+                        for (other, _) in &held {
+                            if Arc::ptr_eq(other.region(), slot.region()) {
+                                let (a, alen) = other.place();
+                                let (b, blen) = slot.place();
+                                prop_assert!(a + alen + FLAG <= b || b + blen + FLAG <= a);
+                            }
+                        }
+                        held.push((slot, next));
+                    }
+                    Op::Release(i) if !held.is_empty() => {
+                        let (mut slot, byte) = held.remove(i % held.len());
+                        prop_assert!(slot.bytes_mut().iter().all(|&b| b == byte));
+                        slot.release();
+                    }
+                    Op::Release(_) => {}
+                }
+            }
+            for (mut slot, byte) in held.drain(..) {
+                prop_assert!(slot.bytes_mut().iter().all(|&b| b == byte));
+            }
+            // Everything released: the next record starts at the front again.
+            let placed = arena.alloc(SHARED_MIN).expect("an empty arena takes a payload");
+            prop_assert_eq!(placed.slot.place().0, FLAG);
+        }
+    }
+}
