@@ -25,7 +25,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher24;
 
-use crate::protocol::{self, Payload};
+use crate::payload::{self, Payload};
+use crate::protocol;
 use crate::shm::Slot;
 
 /// A blocking trampoline: decodes the input (then releases it), runs the task, and encodes the
@@ -267,7 +268,7 @@ fn encode_output<Out: Serialize>(
     out: &mut Vec<u8>,
     place: &mut dyn FnMut(usize) -> Option<Slot>,
 ) -> Result<Payload, TaskError> {
-    match catch_task(|| protocol::encode_payload(output, out, place)) {
+    match catch_task(|| payload::encode_payload(output, out, place)) {
         Ok(Ok(payload)) => Ok(payload),
         Ok(Err(err)) => Err(codec_error(
             CodecStage::EncodeOutput,

@@ -73,6 +73,8 @@ mod error;
 #[cfg(target_os = "linux")]
 mod inherited;
 #[cfg(target_os = "linux")]
+mod payload;
+#[cfg(target_os = "linux")]
 mod pool;
 #[cfg(target_os = "linux")]
 mod process;

@@ -27,11 +27,14 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::net::SendFlags;
 use rustix::process::{Pid, Signal};
 
+mod shared;
+
 use crate::entry::{Key, Kind};
 use crate::inherited;
+use crate::payload::Payload;
 use crate::process::{self, EXIT_INIT_FAILED, EXIT_MISMATCH, EXIT_SETUP_FAILED};
-use crate::protocol::{self, FdReader, FrameReader, Hello, PROTOCOL_VERSION, Payload, Ready};
-use crate::shm::{Arena, Region, Slot};
+use crate::protocol::{self, FdReader, FrameReader, Hello, PROTOCOL_VERSION, Ready};
+use crate::shm::{Arena, Region};
 
 /// Set once this process serves as a worker: a worker never starts workers.
 static SERVING: AtomicBool = AtomicBool::new(false);
@@ -367,44 +370,13 @@ impl Channel {
         self.flush();
     }
 
-    /// Space in this worker's region for an output of `len` bytes, if it takes it.
-    fn place_output(&self, arena: &mut Arena, len: usize) -> Option<Slot> {
-        if !self.shared_memory {
-            return None;
-        }
-        let placed = arena.alloc(len)?;
-        if placed.new_region {
-            *self.announce.borrow_mut() = Some(Arc::clone(placed.slot.region()));
-        }
-        Some(placed.slot)
-    }
-
-    /// Appends a `DONE_SHARED` frame for an output in `slot`.
-    fn push_shared(buf: &mut Vec<u8>, id: u64, slot: Slot, len: usize) {
-        let start = protocol::begin_frame(buf, protocol::DONE_SHARED);
-        buf.extend_from_slice(&id.to_le_bytes());
-        protocol::Place::of(&slot, len).push(buf);
-        protocol::end_frame(buf, start);
-        slot.sent();
-    }
-
     fn push_output(&self, id: u64, output: Result<Vec<u8>, TaskError>) {
         match output {
-            Ok(bytes) if bytes.len() >= crate::shm::SHARED_MIN => {
-                // An async task's output, encoded already: one copy into the region still saves
-                // the socket's two.
-                let mut arena = std::mem::take(&mut *self.outputs.borrow_mut());
-                let slot = self.place_output(&mut arena, bytes.len());
-                *self.outputs.borrow_mut() = arena;
-                match slot {
-                    Some(mut slot) => {
-                        slot.bytes_mut().copy_from_slice(&bytes);
-                        Self::push_shared(&mut self.out.borrow_mut(), id, slot, bytes.len());
-                    }
-                    None => self.push_inline(id, &bytes),
+            Ok(bytes) => {
+                if !self.push_encoded_shared(id, &bytes) {
+                    self.push_inline(id, &bytes);
                 }
             }
-            Ok(bytes) => self.push_inline(id, &bytes),
             Err(err) => self.push_error(id, &err),
         }
     }
@@ -462,22 +434,6 @@ impl Channel {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(_) => std::process::exit(0),
         }
-    }
-
-    /// Where a `RUN_SHARED` task's input is: in the pool's region, if this worker has it mapped.
-    fn shared_input(&self, place: protocol::Place) -> Result<Arc<Region>, TaskError> {
-        let region = self.inputs.borrow().clone();
-        region
-            .filter(|region| {
-                region.generation() == place.generation
-                    && region.bytes(place.offset, place.len).is_some()
-            })
-            .ok_or_else(|| {
-                TaskError::transport(
-                    "the worker could not read the task's input from shared memory (the region \
-                     could not be mapped); ProcessPoolBuilder::shared_memory(false) avoids it",
-                )
-            })
     }
 
     fn recycle(&self, mut buf: Vec<u8>) {

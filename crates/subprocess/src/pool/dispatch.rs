@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use super::complete::codec;
 use super::{Conn, Core, Entry, Place, Shared, State, relock};
 use crate::entry::TaskAddr;
-use crate::protocol::Payload;
+use crate::payload::{self, Payload};
 use crate::shm::Region;
 use crate::{process, protocol};
 
@@ -122,12 +122,12 @@ impl Shared {
         // of a `map` iterator halfway through), which the in-process backends, which never
         // serialize, would not do either (tests/fault_encode_input.rs).
         let mut input_lease = None;
-        match polyexec_core::catch_task(|| protocol::encode_payload(input, &mut frame, place)) {
+        match polyexec_core::catch_task(|| payload::encode_payload(input, &mut frame, place)) {
             Ok(Ok(Payload::Inline)) => {}
             Ok(Ok(Payload::Shared { slot, len })) => {
                 // The same frame, with the input's place instead of the input.
                 frame[start + protocol::HEADER - 1] = protocol::RUN_SHARED;
-                protocol::Place::of(&slot, len).push(&mut frame);
+                payload::Place::of(&slot, len).push(&mut frame);
                 input_lease = Some(slot.into_lease(len));
             }
             Ok(Err(err)) => {

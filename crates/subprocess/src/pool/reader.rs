@@ -30,7 +30,7 @@ use super::{Conn, Core, Place, Shared, relock};
 use crate::entry::Kind;
 use crate::protocol::{self, FdReader, FrameReader};
 use crate::shm::{Lease, Region};
-use crate::{process, stop};
+use crate::{payload, process, stop};
 
 /// How long a worker's reader polls without sleeping after the last frame it received.
 const SPIN: Duration = Duration::from_micros(50);
@@ -238,7 +238,7 @@ impl Shared {
                             }
                         }
                         protocol::DONE_SHARED => {
-                            let lease = protocol::Place::parse(rest).and_then(|place| {
+                            let lease = payload::Place::parse(rest).and_then(|place| {
                                 let region = outputs
                                     .as_ref()
                                     .filter(|r| r.generation() == place.generation)?;
