@@ -56,7 +56,7 @@
 //! | `coroutine` | an event loop on one thread (or a few), the asyncio model | [`coroutine`] | no |
 //! | `subprocess` | a pool of worker processes (this program, started again); **Linux ≥ 5.3 only** | [`subprocess`] | no |
 //! | `cluster` | worker hosts on many machines through NATS JetStream (turns on `tokio`); see `docs/cluster.md` | [`cluster`] | no |
-//! | `tokio` | portable async tasks run inside a tokio runtime context on every backend | | no |
+//! | `tokio` | with any backend: portable async tasks run in a tokio runtime context, so tokio-based libraries work in them (docs/tokio.md) | — | no |
 //!
 //! # Choosing at run time
 //!

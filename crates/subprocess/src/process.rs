@@ -93,6 +93,8 @@ pub(crate) struct SpawnConfig {
     pub(crate) key: [u8; 16],
     pub(crate) timeout: Option<Duration>,
     pub(crate) init: Option<TaskAddr>,
+    /// Large payloads may travel through shared-memory regions.
+    pub(crate) shared_memory: bool,
 }
 
 /// A worker that has been started and greeted.
@@ -154,10 +156,11 @@ pub(crate) fn start(config: &SpawnConfig, index: u32) -> Result<Started, StartEr
         key: config.key,
         timeout: config.timeout,
         init: config.init,
+        shared_memory: config.shared_memory,
     };
     let mut frame = Vec::with_capacity(64);
     protocol::push_message(&mut frame, protocol::HELLO, &hello);
-    if let Err(err) = protocol::send_all(started.spawned.stream.as_fd(), &[&frame]) {
+    if let Err(err) = protocol::send_all(started.spawned.stream.as_fd(), &[&frame], None) {
         // The worker is already gone: report how it ended.
         let status = started.abandon(Duration::from_millis(500));
         return Err(early_exit(status, Some(err)));

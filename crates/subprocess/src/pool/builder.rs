@@ -14,6 +14,7 @@ use super::{Config, Core, IdMap, ProcessPool, Shared, Slot, State, relock};
 use crate::entry::{Key, TaskAddr};
 use crate::error::HOOK_ADVICE;
 use crate::process::{self, SpawnConfig};
+use crate::shm::Arena;
 
 /// Configures a [`ProcessPool`].
 ///
@@ -45,6 +46,7 @@ pub struct ProcessPoolBuilder {
     handshake_timeout: Duration,
     crash_loop_limit: u32,
     pipeline_depth: usize,
+    shared_memory: bool,
 }
 
 impl Default for ProcessPoolBuilder {
@@ -58,6 +60,7 @@ impl Default for ProcessPoolBuilder {
             handshake_timeout: Duration::from_secs(5),
             crash_loop_limit: 5,
             pipeline_depth: 32,
+            shared_memory: true,
         }
     }
 }
@@ -132,6 +135,26 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Whether inputs and outputs of 64 KiB or more travel through shared memory (one region
+    /// per direction, made on the first such payload and reused by every later one) instead of
+    /// the socket: they are then serialized straight into memory the other process reads, and
+    /// decoded from there. Where a region cannot be made (no `memfd`), payloads take the socket.
+    /// Default: `true`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// polyexec_subprocess::init();
+    /// let pool = polyexec_subprocess::ProcessPool::builder()
+    ///     .shared_memory(false) // every payload through the socket
+    ///     .build()?;
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn shared_memory(mut self, enabled: bool) -> Self {
+        self.shared_memory = enabled;
+        self
+    }
+
     /// Starts the workers and waits for each one's handshake.
     ///
     /// # Errors
@@ -174,6 +197,7 @@ impl ProcessPoolBuilder {
                 key: key.bytes(),
                 timeout: self.task_timeout,
                 init: self.initializer.map(|addr| addr(&key)),
+                shared_memory: self.shared_memory,
             },
             timeout: self.task_timeout,
             max_tasks: self.max_tasks_per_worker,
@@ -201,6 +225,7 @@ impl ProcessPoolBuilder {
             supervisor: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
             finish: Mutex::new(()),
+            inputs: Mutex::new(Arena::readers_only()),
         });
         let (started_tx, started_rx) = mpsc::channel();
         let supervisor_shared = Arc::clone(&shared);
@@ -236,6 +261,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("crash_loop_limit", &self.crash_loop_limit)
             .field("pipeline_depth", &self.pipeline_depth)
+            .field("shared_memory", &self.shared_memory)
             .finish()
     }
 }
