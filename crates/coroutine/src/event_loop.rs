@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::task::AtomicWaker;
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Executor, Portable, SubmitGate, TaskError, TaskHandle,
-    assert_portable, catch_task,
+    AsyncTask, BlockingTask, BuildError, Counters, Executor, Metrics, Outcome, Portable,
+    SubmitGate, TaskError, TaskHandle, assert_portable, catch_task,
 };
 use slab::Slab;
 
@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     stop_counted: AtomicBool,
     stop_uncounted: AtomicBool,
     size: usize,
+    /// What `metrics()` reads; each loop thread counts into its own stripe.
+    pub(crate) counters: Arc<Counters>,
     /// The runtime whose context the loop threads (and `spawn_async`, while it makes a task's
     /// future) enter, so that tasks can use tokio types.
     #[cfg(feature = "tokio")]
@@ -132,6 +134,7 @@ impl Shared {
     /// dropped unpolled). This is what resolves queued tasks while every loop thread is
     /// stalled in a blocking task.
     fn drain_here(self: &Arc<Self>) {
+        let _scope = self.counters.enter(None, Outcome::ShutDown);
         runner::with_current(self, || while self.executor.try_tick() {});
     }
 
@@ -384,13 +387,21 @@ impl EventLoop {
         T: Send + 'static,
     {
         let shared = &*self.shared;
+        shared.counters.count_submitted();
         if !shared.gate.enter() {
-            return TaskHandle::ready(Err(TaskError::ShutDown));
+            return refused(shared, TaskError::ShutDown);
         }
         let task = shared.executor.spawn(Guarded::new(future));
         shared.gate.leave();
         TaskHandle::from_task(task)
     }
+}
+
+/// The handle of a task that ended at submission (refused, or its closure panicked), counted.
+#[cold]
+fn refused<T>(shared: &Shared, err: TaskError) -> TaskHandle<T> {
+    shared.counters.count(Outcome::of_error(&err));
+    TaskHandle::ready(Err(err))
 }
 
 impl Executor for EventLoop {
@@ -429,7 +440,10 @@ impl Executor for EventLoop {
         let _tokio = polyexec_core::enter_tokio(&self.tokio);
         match catch_task(|| task(input)) {
             Ok(future) => self.submit_timed(OkOutput::new(future)),
-            Err(err) => TaskHandle::ready(Err(err)),
+            Err(err) => {
+                self.shared.counters.count_submitted();
+                refused(&self.shared, err)
+            }
         }
     }
 
@@ -447,10 +461,11 @@ impl Executor for EventLoop {
         // user code (the input iterator) may run then.
         let inputs: Vec<I::Item> = inputs.into_iter().collect();
         let shared = &*self.shared;
+        shared.counters.count_submitted_many(inputs.len());
         if !shared.gate.enter() {
             return inputs
                 .iter()
-                .map(|_| TaskHandle::ready(Err(TaskError::ShutDown)))
+                .map(|_| refused(shared, TaskError::ShutDown))
                 .collect();
         }
         let mut tasks = Vec::with_capacity(inputs.len());
@@ -466,6 +481,12 @@ impl Executor for EventLoop {
 
     fn workers(&self) -> usize {
         self.shared.size
+    }
+
+    /// The loop does not tell queued tasks from started ones: every unfinished task counts as
+    /// running.
+    fn metrics(&self) -> Metrics {
+        self.shared.counters.snapshot(0)
     }
 
     /// 64: `map` runs 64 inputs per loop task. A loop task is cheap, but with one input each,
@@ -682,6 +703,7 @@ impl EventLoopBuilder {
             stop_counted: AtomicBool::new(false),
             stop_uncounted: AtomicBool::new(false),
             size,
+            counters: Counters::new(size),
             task_timeout: self.task_timeout,
             #[cfg(feature = "tokio")]
             tokio: match self.tokio_handle.clone() {

@@ -139,12 +139,19 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize) {
     CURRENT.with(|current| *current.borrow_mut() = Some(Arc::clone(&shared)));
     let local = Rc::new(LocalExecutor::new());
     LOCAL.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&local)));
+    // Tasks that finish here, or are dropped here after a cancel, count on this thread's stripe.
+    let scope = shared
+        .counters
+        .enter(Some(index), polyexec_core::Outcome::Cancelled);
+    shared.counters.worker_started();
     // The reactor (timers, I/O) is driven by this `block_on` whenever the loop waits or yields.
     async_io::block_on(serve(&shared, &local, index));
+    shared.counters.worker_stopped();
     LOCAL.with(|slot| slot.borrow_mut().take());
     // Local tasks still here were cancelled by an immediate shutdown; dropping the executor
     // drops their futures, on this thread as they require.
     drop(local);
+    drop(scope);
     CURRENT.with(|current| current.borrow_mut().take());
 }
 

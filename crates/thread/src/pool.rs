@@ -13,8 +13,8 @@ use async_task::Runnable;
 use crossbeam_channel::{Receiver, Sender};
 use pin_project_lite::pin_project;
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Executor, Portable, SubmitGate, TaskError, TaskHandle,
-    assert_portable, catch_async, catch_task,
+    AsyncTask, BlockingTask, BuildError, Counters, Executor, Metrics, Outcome, Portable,
+    SubmitGate, TaskCount, TaskError, TaskHandle, assert_portable, catch_async, catch_task,
 };
 use slab::Slab;
 
@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     stop_sent: AtomicBool,
     workers: Mutex<Vec<JoinHandle<()>>>,
     size: usize,
+    /// What `metrics()` reads; each worker counts into its own stripe.
+    pub(crate) counters: Arc<Counters>,
     /// The runtime whose context every worker enters, so that tasks can use tokio types.
     #[cfg(feature = "tokio")]
     pub(crate) tokio: polyexec_core::TokioRuntime,
@@ -59,6 +61,7 @@ impl Shared {
     /// with `ShutDown`) once an immediate shutdown has begun.
     fn schedule(&self, runnable: Runnable) {
         if self.aborting.load(Ordering::Acquire) {
+            let _scope = self.counters.enter(None, Outcome::ShutDown);
             drop(runnable);
         } else if let Err(err) = self.tx.send(Msg::Run(runnable)) {
             // Unreachable while `self` holds the receiver; dropping cancels the task anyway.
@@ -121,6 +124,9 @@ impl Shared {
     /// task so that its schedule function drops it too.
     fn abort_pending(&self) {
         self.aborting.store(true, Ordering::Release);
+        // The tasks dropped here, and by the schedule calls the wake-ups below make, count as
+        // shut down.
+        let _scope = self.counters.enter(None, Outcome::ShutDown);
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 Msg::Run(runnable) => drop(runnable),
@@ -244,7 +250,12 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_blocking(async move { catch_task(task) })
+        let count = TaskCount::new();
+        self.submit_blocking(async move {
+            let result = catch_task(task);
+            count.finish(&result);
+            result
+        })
     }
 
     /// Submits a future that may capture its environment: not portable. It is polled on the
@@ -277,7 +288,11 @@ impl ThreadPool {
         T: Send + 'static,
     {
         let shared = &*self.shared;
+        shared.counters.count_submitted();
         if !shared.gate.enter() {
+            // The future's `TaskCount` counts the refusal, as a shutdown's.
+            let _scope = shared.counters.enter(None, Outcome::ShutDown);
+            drop(future);
             return TaskHandle::ready(Err(TaskError::ShutDown));
         }
         let (runnable, task) = async_task::spawn(future, drop_runnable);
@@ -295,9 +310,16 @@ impl ThreadPool {
         T: Send + 'static,
     {
         let shared = &self.shared;
+        shared.counters.count_submitted();
         if !shared.gate.enter() {
-            return TaskHandle::ready(Err(TaskError::ShutDown));
+            return refused(shared);
         }
+        let count = TaskCount::new();
+        let future = async move {
+            let result = future.await;
+            count.finish(&result);
+            result
+        };
         let (runnable, task) = {
             let mut live = shared.lock_live();
             let entry = live.vacant_entry();
@@ -323,6 +345,14 @@ impl ThreadPool {
 /// Turns an owned future into the `Fn(()) -> Fut` shape `catch_async` takes.
 async fn future_once<Fut: Future>(future: Fut) -> Fut::Output {
     future.await
+}
+
+/// The handle of an async task refused at submission (before it has a `TaskCount`); the task
+/// counts as shut down.
+#[cold]
+fn refused<T>(shared: &Shared) -> TaskHandle<T> {
+    shared.counters.count(Outcome::ShutDown);
+    TaskHandle::ready(Err(TaskError::ShutDown))
 }
 
 fn drop_runnable(runnable: Runnable) {
@@ -383,7 +413,13 @@ impl Executor for ThreadPool {
         Out: Portable,
     {
         assert_portable(&task);
-        self.submit_blocking(async move { catch_task(move || task(input)) })
+        // Zero-sized: counting adds nothing to the task's cell.
+        let count = TaskCount::new();
+        self.submit_blocking(async move {
+            let result = catch_task(move || task(input));
+            count.finish(&result);
+            result
+        })
     }
 
     fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
@@ -399,6 +435,10 @@ impl Executor for ThreadPool {
 
     fn workers(&self) -> usize {
         self.shared.size
+    }
+
+    fn metrics(&self) -> Metrics {
+        self.shared.counters.snapshot(self.shared.rx.len())
     }
 
     fn backend_name(&self) -> &'static str {
@@ -562,6 +602,7 @@ impl ThreadPoolBuilder {
             stop_sent: AtomicBool::new(false),
             workers: Mutex::new(Vec::with_capacity(size)),
             size,
+            counters: Counters::new(size),
             #[cfg(feature = "tokio")]
             tokio: match self.tokio_handle.clone() {
                 Some(handle) => polyexec_core::TokioRuntime::from_handle(handle),

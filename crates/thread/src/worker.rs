@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crossbeam_channel::Sender;
-use polyexec_core::{TaskError, catch_task};
+use polyexec_core::{Outcome, TaskError, catch_task};
 
 use crate::pool::{Msg, Shared};
 
@@ -43,12 +43,21 @@ pub(crate) fn run(
     if failed {
         return;
     }
+    // Tasks that finish here, or are dropped here after a cancel, count on this worker's stripe.
+    let _scope = shared.counters.enter(Some(index), Outcome::Cancelled);
+    shared.counters.worker_started();
+    serve(&shared, index);
+    shared.counters.worker_stopped();
+}
+
+fn serve(shared: &Shared, index: usize) {
     while let Ok(msg) = shared.rx.recv() {
         match msg {
             Msg::Run(runnable) => {
                 // Checked per task so that an immediate shutdown stops queued work even while
                 // the draining thread races the workers for it.
                 if shared.aborting.load(Ordering::Relaxed) {
+                    let _scope = shared.counters.enter(Some(index), Outcome::ShutDown);
                     drop(runnable);
                 } else {
                     // Never unwinds: every future the pool spawns catches its own panics.

@@ -201,6 +201,7 @@ impl ProcessPoolBuilder {
             supervisor: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
             finish: Mutex::new(()),
+            counters: polyexec_core::Counters::new(0),
         });
         let (started_tx, started_rx) = mpsc::channel();
         let supervisor_shared = Arc::clone(&shared);

@@ -13,7 +13,7 @@
 //! One critical section finds the task and queues the cancel; the completer drop, writes and the
 //! stop request follow without it.
 
-use polyexec_core::Cancel;
+use polyexec_core::{Cancel, Outcome};
 
 use super::dispatch::control;
 use super::{Place, Shared};
@@ -66,6 +66,9 @@ impl Cancel for Shared {
             }
             Self::claim_writes(core, &mut jobs);
             self.notify_if_idle(core);
+        }
+        if dropped.is_some() {
+            self.counters.count(Outcome::Cancelled);
         }
         drop(dropped);
         self.write(&mut jobs);

@@ -19,7 +19,7 @@ use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use polyexec_core::TaskError;
+use polyexec_core::{Outcome, TaskError};
 
 use super::complete::deliver;
 use super::supervisor::Command;
@@ -98,6 +98,7 @@ impl Shared {
             process::kill(&conn.pidfd);
         }
         for completer in fired {
+            self.counters.count(Outcome::TimedOut);
             deliver(|| completer.fail(TaskError::TimedOut(limit)));
         }
         next

@@ -17,7 +17,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use polyexec_core::{TaskError, WorkerExit};
+use polyexec_core::{Outcome, TaskError, WorkerExit};
 
 use super::complete::deliver;
 use super::respawn::backoff;
@@ -98,11 +98,14 @@ impl Shared {
             self.dispatch(core, &mut jobs);
             self.notify_if_idle(core);
         }
+        self.counters.worker_stopped();
         for completer in lost {
+            self.counters.count(Outcome::WorkerLost);
             deliver(|| completer.fail(TaskError::WorkerLost(status)));
         }
         if let Some(message) = broken_message {
             for completer in failed {
+                self.counters.count(Outcome::Other);
                 deliver(|| completer.fail(TaskError::transport(message.as_str())));
             }
         }

@@ -19,7 +19,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use polyexec_core::{Cancel, CodecStage, TaskError, TaskHandle};
+use polyexec_core::{Cancel, CodecStage, Outcome, TaskError, TaskHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -71,8 +71,9 @@ impl Shared {
         addr: TaskAddr,
         input: &In,
     ) -> TaskHandle<Out> {
+        self.counters.count_submitted();
         if !self.accepting.load(Ordering::Acquire) {
-            return TaskHandle::ready(Err(self.refusal()));
+            return self.ended(self.refusal());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::with_capacity(64);
@@ -84,23 +85,23 @@ impl Shared {
         match polyexec_core::catch_task(|| protocol::encode_into(input, &mut frame)) {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
-                return TaskHandle::ready(Err(codec(
+                return self.ended(codec(
                     CodecStage::EncodeInput,
                     protocol::describe::<In>(err),
-                )));
+                ));
             }
             Err(panic) => {
-                return TaskHandle::ready(Err(codec(
+                return self.ended(codec(
                     CodecStage::EncodeInput,
                     protocol::describe::<In>(panic),
-                )));
+                ));
             }
         }
         if !protocol::end_frame(&mut frame, start) {
-            return TaskHandle::ready(Err(codec(
+            return self.ended(codec(
                 CodecStage::EncodeInput,
                 "the encoded input is larger than 4 GiB",
-            )));
+            ));
         }
         let canceller: Arc<dyn Cancel> = Arc::clone(self) as Arc<dyn Cancel>;
         let (resolver, handle) = TaskHandle::<Out>::remote(Some((canceller, id)));
@@ -113,6 +114,7 @@ impl Shared {
                     None => TaskError::ShutDown,
                 };
                 drop(core);
+                self.counters.count(Outcome::of_error(&err));
                 resolver.resolve(Err(err));
                 return handle;
             }
@@ -133,6 +135,13 @@ impl Shared {
         }
         self.write(&mut jobs);
         handle
+    }
+
+    /// The handle of a task that ended at submission, counted.
+    #[cold]
+    fn ended<Out>(&self, err: TaskError) -> TaskHandle<Out> {
+        self.counters.count(Outcome::of_error(&err));
+        TaskHandle::ready(Err(err))
     }
 
     /// Moves queued tasks to workers with room, least loaded first, and claims the writes that

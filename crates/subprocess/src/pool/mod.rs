@@ -60,7 +60,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Executor, Portable, TaskError, TaskHandle, assert_portable,
+    AsyncTask, BlockingTask, BuildError, Counters, Executor, Metrics, Portable, TaskError,
+    TaskHandle, assert_portable,
 };
 
 pub use builder::ProcessPoolBuilder;
@@ -214,6 +215,9 @@ pub(crate) struct Shared {
     readers: Mutex<Vec<JoinHandle<()>>>,
     /// Serializes the end of shutdown: a second caller returns only once the workers are gone.
     finish: Mutex<()>,
+    /// What `metrics()` reads. Every outcome is counted where the pool takes a task's completer
+    /// out of its entry, which happens exactly once per task.
+    counters: Arc<Counters>,
 }
 
 fn relock<T>(result: Result<T, PoisonError<T>>) -> T {
@@ -351,6 +355,11 @@ impl Executor for ProcessPool {
 
     fn workers(&self) -> usize {
         self.shared.size
+    }
+
+    fn metrics(&self) -> Metrics {
+        let queued = self.shared.lock().queue.len();
+        self.shared.counters.snapshot(queued)
     }
 
     fn backend_name(&self) -> &'static str {

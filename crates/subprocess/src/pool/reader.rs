@@ -29,6 +29,7 @@ use super::{Conn, Core, Place, Shared, relock};
 use crate::entry::Kind;
 use crate::protocol::{self, FrameReader};
 use crate::{process, stop};
+use polyexec_core::Outcome;
 
 /// How long a worker's reader polls without sleeping after the last frame it received.
 const SPIN: Duration = Duration::from_micros(50);
@@ -232,9 +233,16 @@ impl Shared {
             }
             for (completer, ok, frame) in done.drain(..) {
                 if completer.is_abandoned() {
-                    // Nobody can see the result: neither copy nor decode it.
+                    // Nobody can see the result: neither copy nor decode it (beyond its kind,
+                    // for the counters).
+                    self.counters.count(if ok {
+                        Outcome::Succeeded
+                    } else {
+                        Outcome::of_error(&decode_error(&reader.body(&frame)[ID_LEN..]))
+                    });
                     deliver(|| drop(completer));
                 } else if ok {
+                    self.counters.count(Outcome::Succeeded);
                     // Decoded by the handle's joiner (see `complete`): a copy of a small body
                     // out of the shared buffer, a large one's own buffer moved.
                     let body = reader.take_body(&frame, Vec::new);
@@ -242,6 +250,7 @@ impl Shared {
                 } else {
                     // `split_id` accepted this body above: it holds an id.
                     let err = decode_error(&reader.body(&frame)[ID_LEN..]);
+                    self.counters.count(Outcome::of_error(&err));
                     deliver(|| completer.fail(err));
                 }
             }

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use polyexec_core::{BuildError, TaskError, WorkerExit};
+use polyexec_core::{BuildError, Outcome, TaskError, WorkerExit};
 
 use super::complete::deliver;
 use super::{Conn, Shared, State, relock};
@@ -51,6 +51,7 @@ impl Shared {
                 stream,
             });
             slot_state.conn = Some(Arc::clone(&conn));
+            self.counters.worker_started();
             self.dispatch(&mut core, &mut jobs);
             conn
         };
@@ -121,6 +122,7 @@ impl Shared {
         }
         match process::spawn(&self.config.spawn, slot as u32) {
             Ok(spawned) => {
+                self.counters.worker_restarted();
                 self.install(slot, spawned);
                 None
             }
@@ -151,6 +153,7 @@ impl Shared {
                 };
                 if let Some(message) = message {
                     for completer in failed {
+                        self.counters.count(Outcome::Other);
                         deliver(|| completer.fail(TaskError::transport(message.as_str())));
                     }
                 }

@@ -73,6 +73,9 @@ impl Shared {
             process::wait_exit(&conn.pidfd, EXIT_GRACE);
         }
         // Resolves every dropped handle with `ShutDown`.
+        for _ in &dropped {
+            self.counters.count(polyexec_core::Outcome::ShutDown);
+        }
         drop(dropped);
         self.write(&mut jobs);
 
