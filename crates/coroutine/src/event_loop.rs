@@ -560,11 +560,66 @@ pub struct EventLoopBuilder {
     thread_name: Option<String>,
     stack_size: Option<usize>,
     task_timeout: Option<Duration>,
+    on_worker_start: Option<Hook>,
+    on_worker_stop: Option<Hook>,
     #[cfg(feature = "tokio")]
     tokio_handle: Option<tokio::runtime::Handle>,
 }
 
+/// A lifecycle hook of the builder, called with the loop thread's index.
+#[derive(Clone)]
+pub(crate) struct Hook(pub(crate) Arc<dyn Fn(usize) + Send + Sync>);
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
 impl EventLoopBuilder {
+    /// Runs `init(thread_index)` on each loop thread before it runs any task. `build()` waits
+    /// for every one and fails if one panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// static STARTED: AtomicUsize = AtomicUsize::new(0);
+    ///
+    /// let event_loop = polyexec_coroutine::EventLoop::builder()
+    ///     .threads(2)
+    ///     .on_worker_start(|_index| { STARTED.fetch_add(1, Ordering::SeqCst); })
+    ///     .build()?;
+    /// assert_eq!(STARTED.load(Ordering::SeqCst), 2);
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn on_worker_start(mut self, init: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_worker_start = Some(Hook(Arc::new(init)));
+        self
+    }
+
+    /// Runs `stop(thread_index)` on each loop thread as it exits at shutdown, after its last
+    /// task. A panic in it is caught and ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use polyexec_core::Executor;
+    /// static STOPPED: AtomicUsize = AtomicUsize::new(0);
+    ///
+    /// let event_loop = polyexec_coroutine::EventLoop::builder()
+    ///     .on_worker_stop(|_index| { STOPPED.fetch_add(1, Ordering::SeqCst); })
+    ///     .build()?;
+    /// event_loop.shutdown(); // returns once the loop threads are gone
+    /// assert_eq!(STOPPED.load(Ordering::SeqCst), 1);
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn on_worker_stop(mut self, stop: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_worker_stop = Some(Hook(Arc::new(stop)));
+        self
+    }
+
     /// Number of loop threads sharing the loop's task queue. Default: 1, the asyncio model.
     ///
     /// With more than one, ready tasks run in parallel and a blocking task stalls only its
@@ -665,7 +720,8 @@ impl EventLoopBuilder {
     /// # Errors
     ///
     /// [`BuildError::InvalidConfig`] for zero threads or a zero time limit;
-    /// [`BuildError::Start`] if a thread cannot be spawned (the threads already started are
+    /// [`BuildError::Start`] if a thread cannot be spawned or an
+    /// [`on_worker_start`](Self::on_worker_start) hook panics (the threads already started are
     /// stopped first).
     ///
     /// # Examples
@@ -721,13 +777,19 @@ impl EventLoopBuilder {
                 .expect("the runtime stops only at shutdown"),
             detached: AtomicBool::new(false),
         };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for index in 0..size {
             let mut builder = thread::Builder::new().name(format!("{prefix}-{index}"));
             if let Some(bytes) = self.stack_size {
                 builder = builder.stack_size(bytes);
             }
             let thread_shared = Arc::clone(&shared);
-            match builder.spawn(move || runner::run(thread_shared, index)) {
+            let hooks = runner::Hooks {
+                start: self.on_worker_start.clone(),
+                stop: self.on_worker_stop.clone(),
+                ready: ready_tx.clone(),
+            };
+            match builder.spawn(move || runner::run(thread_shared, index, hooks)) {
                 Ok(handle) => shared
                     .threads
                     .lock()
@@ -737,6 +799,22 @@ impl EventLoopBuilder {
                     return Err(BuildError::Start(format!(
                         "could not spawn event-loop thread {index}: {err}"
                     )));
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..size {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    return Err(BuildError::Start(format!(
+                        "an event-loop thread's start hook failed: {err}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(BuildError::Start(
+                        "an event-loop thread exited early".into(),
+                    ));
                 }
             }
         }

@@ -93,6 +93,7 @@ pub(crate) struct SpawnConfig {
     pub(crate) key: [u8; 16],
     pub(crate) timeout: Option<Duration>,
     pub(crate) init: Option<TaskAddr>,
+    pub(crate) init_arg: Vec<u8>,
 }
 
 /// A worker that has been started and greeted.
@@ -154,6 +155,7 @@ pub(crate) fn start(config: &SpawnConfig, index: u32) -> Result<Started, StartEr
         key: config.key,
         timeout: config.timeout,
         init: config.init,
+        init_arg: config.init_arg.clone(),
     };
     let mut frame = Vec::with_capacity(64);
     protocol::push_message(&mut frame, protocol::HELLO, &hello);

@@ -40,6 +40,7 @@ fn config(key: &Key) -> SpawnConfig {
         key: key.bytes(),
         timeout: None,
         init: None,
+        init_arg: Vec::new(),
     }
 }
 
@@ -149,6 +150,7 @@ fn a_worker_refuses_a_hello_of_another_build() {
             key: [0; 16],
             timeout: None,
             init: None,
+            init_arg: Vec::new(),
         };
         let mut frame = Vec::new();
         protocol::push_message(&mut frame, protocol::HELLO, &hello);

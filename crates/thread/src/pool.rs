@@ -511,6 +511,7 @@ pub struct ThreadPoolBuilder {
     thread_name: Option<String>,
     stack_size: Option<usize>,
     on_worker_start: Option<Initializer>,
+    on_worker_stop: Option<Initializer>,
     #[cfg(feature = "tokio")]
     tokio_handle: Option<tokio::runtime::Handle>,
 }
@@ -539,6 +540,30 @@ impl ThreadPoolBuilder {
     /// for every initializer and fails if one panics.
     pub fn on_worker_start(mut self, init: impl Fn(usize) + Send + Sync + 'static) -> Self {
         self.on_worker_start = Some(Arc::new(init));
+        self
+    }
+
+    /// Runs `stop(worker_index)` on each worker thread as it exits, after its last task (at
+    /// shutdown, graceful or immediate). A panic in it is caught and ignored: the thread exits
+    /// all the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use polyexec_core::Executor;
+    /// static STOPPED: AtomicUsize = AtomicUsize::new(0);
+    ///
+    /// let pool = polyexec_thread::ThreadPool::builder()
+    ///     .workers(2)
+    ///     .on_worker_stop(|_index| { STOPPED.fetch_add(1, Ordering::SeqCst); })
+    ///     .build()?;
+    /// pool.shutdown(); // returns once the workers are gone
+    /// assert_eq!(STOPPED.load(Ordering::SeqCst), 2);
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn on_worker_stop(mut self, stop: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_worker_stop = Some(Arc::new(stop));
         self
     }
 
@@ -620,9 +645,12 @@ impl ThreadPoolBuilder {
                 builder = builder.stack_size(bytes);
             }
             let worker_shared = Arc::clone(&shared);
-            let init = self.on_worker_start.clone();
+            let hooks = worker::Hooks {
+                start: self.on_worker_start.clone(),
+                stop: self.on_worker_stop.clone(),
+            };
             let ready = ready_tx.clone();
-            let spawned = builder.spawn(move || worker::run(worker_shared, index, init, ready));
+            let spawned = builder.spawn(move || worker::run(worker_shared, index, hooks, ready));
             match spawned {
                 Ok(handle) => shared
                     .workers
@@ -660,6 +688,7 @@ impl fmt::Debug for ThreadPoolBuilder {
             .field("thread_name", &self.thread_name)
             .field("stack_size", &self.stack_size)
             .field("on_worker_start", &self.on_worker_start.is_some())
+            .field("on_worker_stop", &self.on_worker_stop.is_some())
             .finish_non_exhaustive()
     }
 }

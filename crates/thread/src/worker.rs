@@ -18,10 +18,16 @@ pub(crate) fn current_pool() -> usize {
     CURRENT_POOL.with(Cell::get)
 }
 
+/// The builder's lifecycle hooks, each called with the worker's index.
+pub(crate) struct Hooks {
+    pub(crate) start: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    pub(crate) stop: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+}
+
 pub(crate) fn run(
     shared: Arc<Shared>,
     index: usize,
-    init: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    hooks: Hooks,
     ready: Sender<Result<(), TaskError>>,
 ) {
     CURRENT_POOL.with(|c| c.set(Arc::as_ptr(&shared) as usize));
@@ -33,7 +39,7 @@ pub(crate) fn run(
     let tokio = shared.tokio.handle();
     #[cfg(feature = "tokio")]
     let _tokio = tokio.as_ref().map(polyexec_core::enter_tokio);
-    let started = match init {
+    let started = match &hooks.start {
         Some(init) => catch_task(|| init(index)),
         None => Ok(()),
     };
@@ -48,6 +54,10 @@ pub(crate) fn run(
     shared.counters.worker_started();
     serve(&shared, index);
     shared.counters.worker_stopped();
+    if let Some(stop) = &hooks.stop {
+        // A panic here ends nothing but the hook: the thread is exiting anyway.
+        let _ = catch_task(|| stop(index));
+    }
 }
 
 fn serve(shared: &Shared, index: usize) {

@@ -110,6 +110,9 @@ impl Shared {
             }
         }
         self.write(&mut jobs);
+        if let Some(stop) = &self.on_worker_stop {
+            let _ = polyexec_core::catch_task(|| stop(conn.slot, conn.pid, status));
+        }
         if let Some(at) = respawn {
             let _ = self.supervisor_tx.send(Command::Respawn {
                 slot: conn.slot,

@@ -218,7 +218,14 @@ pub(crate) struct Shared {
     /// What `metrics()` reads. Every outcome is counted where the pool takes a task's completer
     /// out of its entry, which happens exactly once per task.
     counters: Arc<Counters>,
+    on_worker_start: Option<StartHook>,
+    on_worker_stop: Option<StopHook>,
 }
+
+/// The builder's hook for a worker that started: `(index, pid)`.
+type StartHook = Arc<dyn Fn(usize, u32) + Send + Sync>;
+/// The builder's hook for a worker that ended: `(index, pid, exit)`.
+type StopHook = Arc<dyn Fn(usize, u32, polyexec_core::WorkerExit) + Send + Sync>;
 
 fn relock<T>(result: Result<T, PoisonError<T>>) -> T {
     result.unwrap_or_else(PoisonError::into_inner)

@@ -56,6 +56,10 @@ impl Shared {
             conn
         };
         self.write(&mut jobs);
+        if let Some(start) = &self.on_worker_start {
+            // Contained: a hook's panic must not take the supervisor thread down.
+            let _ = polyexec_core::catch_task(|| start(slot, conn.pid));
+        }
         let shared = Arc::clone(self);
         let reader_conn = Arc::clone(&conn);
         let spawned = thread::Builder::new()
