@@ -17,6 +17,7 @@ use slab::Slab;
 
 use crate::runner;
 use crate::task::{Guarded, OkOutput, Timeout, run_local};
+use crate::trace::traced;
 
 /// Inputs per loop task in `map` (see `preferred_chunk_size`).
 const MAP_CHUNK: usize = 64;
@@ -139,6 +140,11 @@ impl Shared {
     }
 
     fn shutdown(self: &Arc<Self>, now: bool) {
+        // Reported by the first call only (the gate closes once).
+        #[cfg(feature = "tracing")]
+        if !self.gate.is_closed() {
+            tracing::info!(backend = "coroutine", immediate = now, "shutdown requested");
+        }
         // Waiting here for unfinished tasks would stall an event loop or a current-thread tokio
         // runtime: the shutdown goes on without this thread, which then panics with advice.
         let refused = !now
@@ -183,9 +189,15 @@ impl Shared {
     }
 
     fn finish_shutdown(self: &Arc<Self>, now: bool) {
+        #[cfg(feature = "tracing")]
+        let joined;
         {
             // Held while joining, so a concurrent shutdown returns only once the threads are gone.
             let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+            #[cfg(feature = "tracing")]
+            {
+                joined = !threads.is_empty();
+            }
             for handle in threads.drain(..) {
                 // A loop thread does not panic (tasks are caught); if one did, it is gone anyway.
                 let _ = handle.join();
@@ -204,6 +216,13 @@ impl Shared {
         // No task of the loop's can run any more; what tasks handed to `tokio::spawn` goes too.
         #[cfg(feature = "tokio")]
         self.tokio.shutdown();
+        #[cfg(feature = "tracing")]
+        if joined {
+            tracing::info!(
+                backend = "coroutine",
+                "shutdown complete: the loop threads are gone"
+            );
+        }
     }
 }
 
@@ -417,7 +436,7 @@ impl Executor for EventLoop {
     {
         assert_portable(&task);
         // `Guarded` catches a panic of `task`: it is called inside the first poll.
-        self.submit(async move { Ok(task(input)) })
+        self.submit(traced!(async move { Ok(task(input)) }, "blocking", F))
     }
 
     #[inline]
@@ -439,7 +458,7 @@ impl Executor for EventLoop {
         #[cfg(feature = "tokio")]
         let _tokio = polyexec_core::enter_tokio(&self.tokio);
         match catch_task(|| task(input)) {
-            Ok(future) => self.submit_timed(OkOutput::new(future)),
+            Ok(future) => self.submit_timed(traced!(OkOutput::new(future), "async", F)),
             Err(err) => {
                 self.shared.counters.count_submitted();
                 refused(&self.shared, err)

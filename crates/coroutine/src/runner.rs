@@ -165,9 +165,13 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, hooks: Hooks) {
         .counters
         .enter(Some(index), polyexec_core::Outcome::Cancelled);
     shared.counters.worker_started();
+    #[cfg(feature = "tracing")]
+    tracing::info!(backend = "coroutine", worker = index, "loop thread started");
     // The reactor (timers, I/O) is driven by this `block_on` whenever the loop waits or yields.
     async_io::block_on(serve(&shared, &local, index));
     shared.counters.worker_stopped();
+    #[cfg(feature = "tracing")]
+    tracing::info!(backend = "coroutine", worker = index, "loop thread exited");
     LOCAL.with(|slot| slot.borrow_mut().take());
     // Local tasks still here were cancelled by an immediate shutdown; dropping the executor
     // drops their futures, on this thread as they require.

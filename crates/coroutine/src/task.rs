@@ -168,7 +168,11 @@ where
             return Poll::Ready(result);
         }
         match Pin::new(timer).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(Err(TaskError::TimedOut(limit))),
+            Poll::Ready(_) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(?limit, "task time limit reached: dropping the task");
+                Poll::Ready(Err(TaskError::TimedOut(limit)))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -18,6 +18,7 @@ use polyexec_core::{
 };
 use slab::Slab;
 
+use crate::trace::traced;
 use crate::worker;
 
 /// A message to the workers.
@@ -89,6 +90,11 @@ impl Shared {
     }
 
     fn shutdown(self: &Arc<Self>, now: bool) {
+        // Reported by the first call only (the gate closes once).
+        #[cfg(feature = "tracing")]
+        if !self.gate.is_closed() {
+            tracing::info!(backend = "thread", immediate = now, "shutdown requested");
+        }
         // Waiting here for queued or waiting tasks would stall an event loop or a current-thread
         // tokio runtime: the shutdown goes on without this thread, which then panics with advice.
         let refused =
@@ -157,6 +163,8 @@ impl Shared {
         self.send_stops();
         // Held while joining, so a concurrent shutdown returns only once the workers are gone.
         let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        #[cfg(feature = "tracing")]
+        let joined = !workers.is_empty();
         for handle in workers.drain(..) {
             // A worker never panics (tasks are caught); if one did, it is gone all the same.
             let _ = handle.join();
@@ -164,6 +172,13 @@ impl Shared {
         // No task of the pool's can run any more; what tasks handed to `tokio::spawn` goes too.
         #[cfg(feature = "tokio")]
         self.tokio.shutdown();
+        #[cfg(feature = "tracing")]
+        if joined {
+            tracing::info!(
+                backend = "thread",
+                "shutdown complete: the workers are gone"
+            );
+        }
     }
 
     fn send_stops(&self) {
@@ -251,11 +266,15 @@ impl ThreadPool {
         T: Send + 'static,
     {
         let count = TaskCount::new();
-        self.submit_blocking(async move {
-            let result = catch_task(task);
-            count.finish(&result);
-            result
-        })
+        self.submit_blocking(traced!(
+            async move {
+                let result = catch_task(task);
+                count.finish(&result);
+                result
+            },
+            "blocking",
+            F
+        ))
     }
 
     /// Submits a future that may capture its environment: not portable. It is polled on the
@@ -275,7 +294,11 @@ impl ThreadPool {
         Fut: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_async(catch_async((), move |()| future_once(future)))
+        self.submit_async(traced!(
+            catch_async((), move |()| future_once(future)),
+            "async",
+            Fut
+        ))
     }
 
     /// Queues a future that completes in its first poll (a blocking task). It is never woken,
@@ -415,11 +438,15 @@ impl Executor for ThreadPool {
         assert_portable(&task);
         // Zero-sized: counting adds nothing to the task's cell.
         let count = TaskCount::new();
-        self.submit_blocking(async move {
-            let result = catch_task(move || task(input));
-            count.finish(&result);
-            result
-        })
+        self.submit_blocking(traced!(
+            async move {
+                let result = catch_task(move || task(input));
+                count.finish(&result);
+                result
+            },
+            "blocking",
+            F
+        ))
     }
 
     fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
@@ -430,7 +457,7 @@ impl Executor for ThreadPool {
         Fut::Output: Portable,
     {
         assert_portable(&task);
-        self.submit_async(catch_async(input, task))
+        self.submit_async(traced!(catch_async(input, task), "async", F))
     }
 
     fn workers(&self) -> usize {

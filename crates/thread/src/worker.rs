@@ -52,8 +52,12 @@ pub(crate) fn run(
     // Tasks that finish here, or are dropped here after a cancel, count on this worker's stripe.
     let _scope = shared.counters.enter(Some(index), Outcome::Cancelled);
     shared.counters.worker_started();
+    #[cfg(feature = "tracing")]
+    tracing::info!(backend = "thread", worker = index, "worker started");
     serve(&shared, index);
     shared.counters.worker_stopped();
+    #[cfg(feature = "tracing")]
+    tracing::info!(backend = "thread", worker = index, "worker exited");
     if let Some(stop) = &hooks.stop {
         // A panic here ends nothing but the hook: the thread is exiting anyway.
         let _ = catch_task(|| stop(index));

@@ -33,6 +33,9 @@ impl Shared {
         let mut jobs = Vec::new();
         let mut respawn = None;
         let broken_message;
+        // What to report once the lock is released (a subscriber is user code).
+        #[cfg(feature = "tracing")]
+        let mut traced = Traced::default();
         {
             let mut core = self.lock();
             let core = &mut *core;
@@ -48,6 +51,10 @@ impl Shared {
             // `started`), and every frame the worker wrote before dying has been read: a task
             // without a `STARTED` frame certainly had not started.
             let crash = !expected && !killed && !served;
+            #[cfg(feature = "tracing")]
+            {
+                traced.unexpected = !expected && !killed;
+            }
             let mut requeue = Vec::new();
             core.tasks.retain(|&id, entry| match entry.place {
                 Place::Sent { slot, generation }
@@ -85,6 +92,10 @@ impl Shared {
                     core.failures_in_row
                 ));
                 self.accepting.store(false, Ordering::Release);
+                #[cfg(feature = "tracing")]
+                {
+                    traced.broke = true;
+                }
                 for id in core.queue.drain(..) {
                     if let Some(entry) = core.tasks.remove(&id) {
                         failed.extend(entry.completer);
@@ -99,6 +110,8 @@ impl Shared {
             self.notify_if_idle(core);
         }
         self.counters.worker_stopped();
+        #[cfg(feature = "tracing")]
+        traced.emit(conn, status, broken_message.as_deref());
         for completer in lost {
             self.counters.count(Outcome::WorkerLost);
             deliver(|| completer.fail(TaskError::WorkerLost(status)));
@@ -118,6 +131,35 @@ impl Shared {
                 slot: conn.slot,
                 at,
             });
+        }
+    }
+}
+
+/// The events of one death, gathered under the lock and emitted after it.
+#[cfg(feature = "tracing")]
+#[derive(Default)]
+struct Traced {
+    /// Neither asked for (exit, shutdown) nor caused (kill) by the pool.
+    unexpected: bool,
+    /// This death made the pool stop taking tasks.
+    broke: bool,
+}
+
+#[cfg(feature = "tracing")]
+impl Traced {
+    fn emit(&self, conn: &Conn, status: WorkerExit, broken: Option<&str>) {
+        let (worker, pid) = (conn.slot, conn.pid);
+        if self.unexpected {
+            tracing::warn!(backend = "subprocess", worker, pid, %status, "worker process died");
+        } else {
+            tracing::info!(backend = "subprocess", worker, pid, %status, "worker process exited");
+        }
+        if self.broke {
+            tracing::error!(
+                backend = "subprocess",
+                reason = broken,
+                "crash loop: the pool stopped taking tasks"
+            );
         }
     }
 }

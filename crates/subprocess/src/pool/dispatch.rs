@@ -70,7 +70,10 @@ impl Shared {
         self: &Arc<Self>,
         addr: TaskAddr,
         input: &In,
+        task: &'static str,
     ) -> TaskHandle<Out> {
+        #[cfg(not(feature = "tracing"))]
+        let _ = task;
         self.counters.count_submitted();
         if !self.accepting.load(Ordering::Acquire) {
             return self.ended(self.refusal());
@@ -128,6 +131,18 @@ impl Shared {
                     frame: Some(Arc::new(frame)),
                     completer: Some(Box::new(resolver)),
                     place: Place::Queued,
+                    #[cfg(feature = "tracing")]
+                    span: tracing::debug_span!(
+                        "task",
+                        backend = "subprocess",
+                        id,
+                        task,
+                        kind = if addr.kind == crate::entry::Kind::Async {
+                            "async"
+                        } else {
+                            "blocking"
+                        }
+                    ),
                 },
             );
             core.queue.push_back(id);

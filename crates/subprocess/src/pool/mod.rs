@@ -117,6 +117,9 @@ struct Entry {
     /// `None` once the handle was resolved by the pool itself (cancel, timeout).
     completer: Option<Box<dyn Complete>>,
     place: Place,
+    /// The task's span (feature `tracing`), from submission until its entry goes.
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 /// A live worker process, shared by its reader thread and whoever writes to or kills it.
@@ -345,7 +348,7 @@ impl Executor for ProcessPool {
     {
         assert_portable(&task);
         let addr = self.shared.key.blocking::<F, In, Out>();
-        self.shared.submit(addr, &input)
+        self.shared.submit(addr, &input, std::any::type_name::<F>())
     }
 
     fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
@@ -357,7 +360,7 @@ impl Executor for ProcessPool {
     {
         assert_portable(&task);
         let addr = self.shared.key.asynchronous::<F, In, Fut>();
-        self.shared.submit(addr, &input)
+        self.shared.submit(addr, &input, std::any::type_name::<F>())
     }
 
     fn workers(&self) -> usize {
