@@ -20,9 +20,10 @@
 //!
 //! # Cost
 //!
-//! In-process backends pay, per task, one `Relaxed` add on a counter striped by submitting
-//! thread and one on the worker's own counters, each in a cache line of its own: no lock, no
-//! shared counter. The thread-local [`scope`](Counters::enter) tells a finishing task whose
+//! In-process backends pay, per task, one add on a counter of the submitting thread's own and
+//! one on the worker's own counters, each in a cache line of its own: no lock, no shared
+//! counter, and not even a locked instruction (a counter with one writer is bumped with a
+//! relaxed load and store). The thread-local [`scope`](Counters::enter) tells a finishing task whose
 //! counters to add to, so a task's future carries no pointer to them (a zero-sized
 //! [`TaskCount`]). Built with `--cfg polyexec_no_metrics`, nothing is counted (for measuring
 //! the cost; see docs/benchmarks-notes.md).
@@ -276,8 +277,10 @@ struct Stripe {
 }
 
 impl Stripe {
+    /// Adds one to `outcome`'s counter; `exclusive` when the calling thread is the stripe's
+    /// only writer (see [`bump`]).
     #[inline]
-    fn add(&self, outcome: Outcome) {
+    fn add(&self, outcome: Outcome, exclusive: bool) {
         let counter = match outcome {
             Outcome::Succeeded => &self.succeeded,
             Outcome::Panicked => &self.panicked,
@@ -287,6 +290,22 @@ impl Stripe {
             Outcome::ShutDown => &self.shut_down,
             Outcome::Other => &self.failed_other,
         };
+        bump(counter, exclusive);
+    }
+}
+
+/// Adds one to `counter`. With `exclusive`, the caller is the counter's only writer, and a load
+/// and a store do it: on x86 a locked add is a full barrier, which waits for the task's own
+/// stores (its output, just written) to drain, and measured 25% of spawn + join on the thread
+/// pool; a plain store waits for nothing. Readers only load, so they see one value or the next.
+#[inline(always)]
+fn bump(counter: &AtomicU64, exclusive: bool) {
+    if exclusive {
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+    } else {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -296,8 +315,10 @@ impl Stripe {
 #[derive(Debug, Default)]
 struct Padded(AtomicU64);
 
-/// Submission stripes per executor: submitting threads hash onto them.
-const SUBMIT_STRIPES: usize = 16;
+/// Submission stripes per executor with a single writer each: the first this many threads of
+/// the process that submit get one of their own (in every executor), the others share one more
+/// stripe, with locked adds.
+const SUBMIT_STRIPES: usize = 64;
 
 /// How a task ended, as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +366,7 @@ impl Outcome {
     /// use polyexec_core::{Outcome, TaskError};
     /// assert_eq!(Outcome::of_error(&TaskError::Cancelled), Outcome::Cancelled);
     /// ```
+    #[inline]
     pub fn of_error(err: &TaskError) -> Self {
         match err {
             TaskError::Panicked(_) => Outcome::Panicked,
@@ -361,8 +383,9 @@ impl Outcome {
 /// and builds [`Metrics`] from them with [`snapshot`](Self::snapshot).
 ///
 /// Outcome counters are striped: one stripe per worker (given to that worker's thread with
-/// [`enter`](Self::enter)) and one more for threads that are not workers (shutdown paths, the
-/// subprocess pool's reader threads).
+/// [`enter`](Self::enter), and written by that thread only) and one more for threads that are
+/// not workers (shutdown paths, the subprocess pool's reader threads). Submissions are striped
+/// by submitting thread.
 ///
 /// # Examples
 ///
@@ -390,6 +413,11 @@ thread_local! {
     static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
     /// Set by [`TaskCount::finish_in_place`] for the drop of that count, which follows at once.
     static FINISHED: Cell<bool> = const { Cell::new(false) };
+    /// Set while a [`Collector`] is active on this thread and no [`CountScope`] is.
+    static COLLECTING: Cell<bool> = const { Cell::new(false) };
+    /// The end of the task that last finished (or was dropped) on a collecting thread, until
+    /// [`Collector::collect`] takes it.
+    static PENDING: Cell<Option<Outcome>> = const { Cell::new(None) };
     /// This thread's submission stripe, picked once.
     static SUBMIT_STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
@@ -401,6 +429,8 @@ static NEXT_SUBMIT_STRIPE: AtomicUsize = AtomicUsize::new(0);
 struct Scope {
     counters: Arc<Counters>,
     stripe: usize,
+    /// This thread is the stripe's only writer (a worker's own stripe).
+    exclusive: bool,
     /// What a task dropped unfinished on this thread counts as.
     dropped: Outcome,
 }
@@ -410,10 +440,13 @@ struct Scope {
 #[must_use = "the scope ends when this guard is dropped"]
 pub struct CountScope {
     previous: Option<Scope>,
+    /// Whether the thread was collecting before (a scope suspends collecting).
+    collecting: bool,
 }
 
 impl Drop for CountScope {
     fn drop(&mut self) {
+        let _ = COLLECTING.try_with(|collecting| collecting.set(self.collecting));
         let previous = self.previous.take();
         let _ = SCOPE.try_with(|scope| {
             if let Ok(mut scope) = scope.try_borrow_mut() {
@@ -434,7 +467,7 @@ impl Counters {
     /// ```
     pub fn new(workers: usize) -> Arc<Self> {
         Arc::new(Counters {
-            submitted: (0..SUBMIT_STRIPES).map(|_| Padded::default()).collect(),
+            submitted: (0..=SUBMIT_STRIPES).map(|_| Padded::default()).collect(),
             outcomes: (0..=workers).map(|_| Stripe::default()).collect(),
             alive: AtomicUsize::new(0),
             restarts: AtomicU64::new(0),
@@ -459,13 +492,16 @@ impl Counters {
             .try_with(|stripe| {
                 let mut index = stripe.get();
                 if index == usize::MAX {
-                    index = NEXT_SUBMIT_STRIPE.fetch_add(1, Ordering::Relaxed) % SUBMIT_STRIPES;
+                    index = NEXT_SUBMIT_STRIPE
+                        .fetch_add(1, Ordering::Relaxed)
+                        .min(SUBMIT_STRIPES);
                     stripe.set(index);
                 }
                 index
             })
-            .unwrap_or(0);
-        self.submitted[stripe].0.fetch_add(1, Ordering::Relaxed);
+            .unwrap_or(SUBMIT_STRIPES);
+        // Stripes below `SUBMIT_STRIPES` belong to one thread each; the last one is shared.
+        bump(&self.submitted[stripe].0, stripe < SUBMIT_STRIPES);
     }
 
     /// Counts `n` submitted tasks at once (a batch).
@@ -481,7 +517,7 @@ impl Counters {
         if cfg!(polyexec_no_metrics) {
             return;
         }
-        self.submitted[0]
+        self.submitted[SUBMIT_STRIPES]
             .0
             .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
@@ -502,7 +538,7 @@ impl Counters {
         if cfg!(polyexec_no_metrics) {
             return;
         }
-        self.outcomes[self.outcomes.len() - 1].add(outcome);
+        self.outcomes[self.outcomes.len() - 1].add(outcome, false);
     }
 
     /// Makes this thread count the tasks that finish or are dropped on it into these counters,
@@ -510,6 +546,9 @@ impl Counters {
     /// a thread that drops tasks for a shutdown enters the shared one (`None`) with `dropped`
     /// set to [`Outcome::ShutDown`]. A task dropped unfinished counts as `dropped` (normally
     /// [`Outcome::Cancelled`]).
+    ///
+    /// A worker index must only ever be entered by one thread: its stripe is written without
+    /// locked instructions.
     ///
     /// # Examples
     ///
@@ -528,13 +567,54 @@ impl Counters {
         let scope = Scope {
             counters: Arc::clone(self),
             stripe,
+            exclusive: stripe < last,
             dropped,
         };
         let previous = SCOPE
             .try_with(|current| current.replace(Some(scope)))
             .ok()
             .flatten();
-        CountScope { previous }
+        let collecting = COLLECTING
+            .try_with(|collecting| collecting.replace(false))
+            .unwrap_or(false);
+        CountScope {
+            previous,
+            collecting,
+        }
+    }
+
+    /// Makes this thread, worker `index`'s, a *collector*: a task that finishes or is dropped
+    /// on it leaves its outcome in a thread-local cell, and the worker adds it to its stripe
+    /// with [`Collector::collect`] after each task it runs. Cheaper than a [scope](Self::enter)
+    /// on the per-task path (no lookup of the counters), for a worker loop that runs one task
+    /// at a time; a scope entered meanwhile takes precedence. Only one thread may collect for a
+    /// given index.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::{Counters, Outcome, TaskCount, TaskError};
+    /// let counters = Counters::new(1);
+    /// let collector = counters.collector(0);
+    /// TaskCount::new().finish(&Ok::<u8, TaskError>(1)); // a task ran here
+    /// collector.collect(Outcome::Cancelled);
+    /// drop(TaskCount::new()); // a cancelled task was dropped here
+    /// collector.collect(Outcome::Cancelled);
+    /// let metrics = counters.snapshot(0);
+    /// assert_eq!((metrics.succeeded(), metrics.cancelled()), (1, 1));
+    /// ```
+    pub fn collector(self: &Arc<Self>, index: usize) -> Collector {
+        let last = self.outcomes.len() - 1;
+        let stripe = index.min(last);
+        let previous = COLLECTING
+            .try_with(|collecting| collecting.replace(true))
+            .unwrap_or(false);
+        Collector {
+            counters: Arc::clone(self),
+            stripe,
+            exclusive: stripe < last,
+            previous,
+        }
     }
 
     /// Counts a worker that started.
@@ -606,8 +686,8 @@ impl Counters {
             metrics.shut_down += stripe.shut_down.load(Ordering::Relaxed);
             metrics.failed_other += stripe.failed_other.load(Ordering::Relaxed);
         }
-        // Read after the outcomes: a task counted finished was counted submitted before, so
-        // `submitted` is never below `finished` in a snapshot.
+        // Read after the outcomes, so that a task counted finished has, all but always, been
+        // seen submitted too (the loads are relaxed: the difference saturates at zero).
         metrics.submitted = self
             .submitted
             .iter()
@@ -618,6 +698,45 @@ impl Counters {
         metrics.queued = queued.min(unfinished);
         metrics.running = unfinished - metrics.queued;
         metrics
+    }
+}
+
+/// A worker thread's collector of task outcomes, made by [`Counters::collector`]; the thread
+/// stops collecting when it is dropped.
+#[derive(Debug)]
+#[must_use = "the thread stops collecting when this is dropped"]
+pub struct Collector {
+    counters: Arc<Counters>,
+    stripe: usize,
+    exclusive: bool,
+    previous: bool,
+}
+
+impl Collector {
+    /// Adds the outcome of the task that ended on this thread since the last call, if any;
+    /// a task dropped unfinished counts as `dropped` ([`Outcome::Cancelled`] after a run,
+    /// [`Outcome::ShutDown`] after a drop for an immediate shutdown).
+    #[inline]
+    pub fn collect(&self, dropped: Outcome) {
+        if cfg!(polyexec_no_metrics) {
+            return;
+        }
+        let Some(outcome) = PENDING.with(Cell::take) else {
+            return;
+        };
+        // `Cancelled` in the cell means "dropped unfinished" (see `count_in_scope`).
+        let outcome = if outcome == Outcome::Cancelled {
+            dropped
+        } else {
+            outcome
+        };
+        self.counters.outcomes[self.stripe].add(outcome, self.exclusive);
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = COLLECTING.try_with(|collecting| collecting.set(self.previous));
     }
 }
 
@@ -649,7 +768,7 @@ impl TaskCount {
     }
 
     /// Counts the task's result.
-    #[inline]
+    #[inline(always)]
     pub fn finish<T>(self, result: &Result<T, TaskError>) {
         std::mem::forget(self);
         count_in_scope(|_| Outcome::of(result));
@@ -696,15 +815,22 @@ impl Drop for TaskCount {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn count_in_scope(outcome: impl FnOnce(Outcome) -> Outcome) {
     if cfg!(polyexec_no_metrics) {
+        return;
+    }
+    // A collecting worker thread (see `Counters::collector`): one store, collected after the
+    // task's run. `Outcome::Cancelled` stands for "dropped unfinished" there; the collector
+    // says what that means.
+    if COLLECTING.with(Cell::get) {
+        PENDING.with(|pending| pending.set(Some(outcome(Outcome::Cancelled))));
         return;
     }
     let _ = SCOPE.try_with(|scope| {
         if let Ok(scope) = scope.try_borrow() {
             if let Some(scope) = &*scope {
-                scope.counters.outcomes[scope.stripe].add(outcome(scope.dropped));
+                scope.counters.outcomes[scope.stripe].add(outcome(scope.dropped), scope.exclusive);
             }
         }
     });
