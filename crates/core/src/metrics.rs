@@ -768,7 +768,7 @@ impl TaskCount {
     }
 
     /// Counts the task's result.
-    #[inline(always)]
+    #[inline]
     pub fn finish<T>(self, result: &Result<T, TaskError>) {
         std::mem::forget(self);
         count_in_scope(|_| Outcome::of(result));
@@ -815,7 +815,7 @@ impl Drop for TaskCount {
     }
 }
 
-#[inline(always)]
+#[inline]
 fn count_in_scope(outcome: impl FnOnce(Outcome) -> Outcome) {
     if cfg!(polyexec_no_metrics) {
         return;
