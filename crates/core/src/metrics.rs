@@ -23,9 +23,10 @@
 //! In-process backends pay, per task, one add on a counter of the submitting thread's own and
 //! one on the worker's own counters, each in a cache line of its own: no lock, no shared
 //! counter, and not even a locked instruction (a counter with one writer is bumped with a
-//! relaxed load and store). The thread-local [`scope`](Counters::enter) tells a finishing task whose
-//! counters to add to, so a task's future carries no pointer to them (a zero-sized
-//! [`TaskCount`]). Built with `--cfg polyexec_no_metrics`, nothing is counted (for measuring
+//! relaxed load and store). A task's future carries no pointer to the counters (a zero-sized
+//! [`TaskCount`]): a worker thread [collects](Counters::collector) the outcome its task left in a
+//! thread-local cell, and elsewhere the thread-local [scope](Counters::enter) says whose
+//! counters to add to. Built with `--cfg polyexec_no_metrics`, nothing is counted (for measuring
 //! the cost; see docs/benchmarks-notes.md).
 
 use std::cell::{Cell, RefCell};
@@ -742,8 +743,9 @@ impl Drop for Collector {
 
 /// Counts a task's end exactly once: carried (zero-sized) inside an in-process task's future,
 /// it is either [`finish`](Self::finish)ed with the task's result or dropped with the future
-/// unfinished. Either way it counts into the [scope](Counters::enter) of the thread it ends on;
-/// on a thread without one it counts nothing.
+/// unfinished. Either way it counts on the thread it ends on: into the [scope](Counters::enter)
+/// entered there, else for the thread's [collector](Counters::collector); on a thread with
+/// neither it counts nothing.
 ///
 /// # Examples
 ///
