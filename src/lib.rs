@@ -55,6 +55,7 @@
 //! | `thread` | a pool of OS threads | [`thread`] | yes |
 //! | `coroutine` | an event loop on one thread (or a few), the asyncio model | [`coroutine`] | no |
 //! | `subprocess` | a pool of worker processes (this program, started again); **Linux ≥ 5.3 only** | [`subprocess`] | no |
+//! | `tokio` | with any backend: portable async tasks run in a tokio runtime context, so tokio-based libraries work in them (docs/tokio.md) | — | no |
 //!
 //! # Choosing at run time
 //!

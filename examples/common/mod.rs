@@ -22,6 +22,9 @@ use std::str::FromStr;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use polyexec::Backend;
 
+#[cfg(feature = "tokio")]
+pub(crate) mod http;
+
 /// The result type of the examples' `main`.
 pub(crate) type Res<T = ()> = Result<T, Box<dyn Error>>;
 

@@ -2,7 +2,7 @@
 //!
 //! The same portable tasks run on every backend compiled in (or on those named with `--backend`),
 //! and a table shows, one column per backend: start-up and per-task overhead, memory per pending
-//! task, an I/O-bound and a blocking workload against their ideal wall time, a CPU-bound speedup
+//! task, an I/O-bound workload (timers, and real HTTP with the `tokio` feature) and a blocking workload against their ideal wall time, a CPU-bound speedup
 //! over serial, what a panic and what a crash (`abort`) do to the other tasks, and how a 1 MiB
 //! payload travels. It ends with a "use X when ..." verdict computed from those numbers.
 //!
@@ -59,6 +59,9 @@ options:
   --mem-tasks N      pending async tasks for the memory row
   --io-tasks N       async tasks for the I/O-bound row
   --io-ms W          how long each of them waits
+  --http-requests N  HTTP GETs to a local server for the HTTP row (feature `tokio`)
+  --http-limit N     at most this many of them in flight
+  --http-ms W        how long the server takes to answer each
   --blocking-tasks N tasks that block their worker (thread::sleep) for the blocking row
   --blocking-ms W    how long each of them blocks
   --cpu-work N       count the primes below N for the CPU-bound row
@@ -154,6 +157,9 @@ pub(crate) struct Settings {
     pub(crate) mem_tasks: u64,
     pub(crate) io_tasks: u64,
     pub(crate) io_ms: u64,
+    pub(crate) http_requests: u64,
+    pub(crate) http_limit: usize,
+    pub(crate) http_ms: u64,
     pub(crate) blocking_tasks: u64,
     pub(crate) blocking_ms: u64,
     pub(crate) cpu_work: u64,
@@ -175,6 +181,12 @@ impl Settings {
             mem_tasks: args.value("--mem-tasks")?.unwrap_or(pick(10_000, 1_000)),
             io_tasks: args.value("--io-tasks")?.unwrap_or(pick(10_000, 1_000)),
             io_ms: args.value("--io-ms")?.unwrap_or(pick(100, 50)),
+            http_requests: args.value("--http-requests")?.unwrap_or(pick(2_000, 200)),
+            http_limit: args
+                .value("--http-limit")?
+                .unwrap_or(if q { 50 } else { 200 })
+                .max(1),
+            http_ms: args.value("--http-ms")?.unwrap_or(pick(100, 20)),
             blocking_tasks: args.value("--blocking-tasks")?.unwrap_or(pick(16, 8)),
             blocking_ms: args.value("--blocking-ms")?.unwrap_or(pick(20, 10)),
             cpu_work: args

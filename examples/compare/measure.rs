@@ -13,7 +13,7 @@ use crate::verdict::{self, Spread};
 use crate::{EXPECTED_PANIC, Settings, common, counting, workers_rss};
 
 /// Progress steps per backend, for the progress bar.
-pub(crate) const PHASES_PER_BACKEND: u64 = 8;
+pub(crate) const PHASES_PER_BACKEND: u64 = 9;
 
 /// The timed rows' placeholder until [`timed_rounds`] fills them in.
 const NOT_YET: &str = "not measured";
@@ -39,7 +39,7 @@ pub(crate) fn measure_backend(
         .map(|_| ms(started.elapsed()))
         .map_err(|e| e.to_string());
 
-    // Each call marks the previous phase done: nine calls and one final `inc`.
+    // Each call marks the previous phase done: eight calls and one final `inc`.
     let phase = |what: &str| {
         progress.inc(1);
         progress.set_message(format!("{backend}: {what}"));
@@ -48,6 +48,8 @@ pub(crate) fn measure_backend(
     let memory = measure_memory(&exec, s.mem_tasks, s.quick);
     phase("I/O-bound");
     let io = measure_io(&exec, s.io_tasks, s.io_ms);
+    phase("HTTP requests");
+    let http = measure_http(&exec, s.http_requests, s.http_limit, s.http_ms);
     phase("blocking waits");
     let blocking = measure_blocking(&exec, s.blocking_tasks, s.blocking_ms);
     phase("panic");
@@ -73,6 +75,7 @@ pub(crate) fn measure_backend(
         },
         memory: Measured::from_result(memory),
         io: Measured::from_result(io),
+        http: Measured::from_result(http),
         blocking: Measured::from_result(blocking),
         cpu: Measured::Failed {
             error: NOT_YET.into(),
@@ -98,6 +101,7 @@ impl BackendReport {
             overhead: f(error),
             memory: f(error),
             io: f(error),
+            http: f(error),
             blocking: f(error),
             cpu: f(error),
             panic: f(error),
@@ -177,6 +181,40 @@ pub(crate) fn measure_io<E: Executor>(exec: &E, n: u64, wait_ms: u64) -> Result<
         .collect();
     join_ok(handles)?;
     Ok(Waiting::new(n, wait_ms, start.elapsed()))
+}
+
+/// Real I/O: `requests` HTTP GETs from portable tasks (hyper's client on `tokio::net`) to a
+/// local server that answers after `latency_ms`, at most `limit` in flight.
+#[cfg(feature = "tokio")]
+pub(crate) fn measure_http<E: Executor>(
+    exec: &E,
+    requests: u64,
+    limit: usize,
+    latency_ms: u64,
+) -> Result<Http, String> {
+    let latency = Duration::from_millis(latency_ms);
+    let server = common::http::Server::start(latency).map_err(|e| format!("server: {e}"))?;
+    let outcome = common::http::run_on(exec, server.addr(), requests, limit)?;
+    Ok(Http {
+        requests,
+        limit,
+        latency_ms,
+        wall_ms: ms(outcome.wall),
+        ratio: outcome.ratio_to_ideal(requests, limit, latency),
+        requests_per_sec: outcome.per_sec(),
+        failed: outcome.failed,
+    })
+}
+
+/// Without polyexec's `tokio` feature, tokio-based clients cannot run in portable tasks.
+#[cfg(not(feature = "tokio"))]
+pub(crate) fn measure_http<E: Executor>(
+    _exec: &E,
+    _requests: u64,
+    _limit: usize,
+    _latency_ms: u64,
+) -> Result<Http, String> {
+    Err("needs polyexec's `tokio` feature".into())
 }
 
 /// Blocking waits: `n` blocking tasks each holding their worker for `wait_ms` (a stand-in for a

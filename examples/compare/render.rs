@@ -131,6 +131,29 @@ pub(crate) fn table(report: &Report) -> String {
     );
     row(
         format!(
+            "HTTP: {} GETs, {} in flight, {} ms server, wall ÷ ideal",
+            thousands(s.http_requests),
+            s.http_limit,
+            s.http_ms
+        ),
+        &|b, n| {
+            cell(
+                &b.http,
+                |h| {
+                    let failed = if h.failed > 0 {
+                        format!(", {} failed", h.failed)
+                    } else {
+                        String::new()
+                    };
+                    format!("{:.2}× ({:.0} req/s{failed})", h.ratio, h.requests_per_sec)
+                },
+                n,
+                &b.backend,
+            )
+        },
+    );
+    row(
+        format!(
             "blocking: {} × {} ms sleep, wall ÷ ideal",
             s.blocking_tasks, s.blocking_ms
         ),
@@ -354,6 +377,9 @@ how to read it:
   memory   bytes allocated by this process and not yet freed while {n} async tasks
            sleep, / {n} (their handles included); worker processes: the growth of
            their resident memory (RSS, page-granular) over the same time
+  HTTP     real requests: hyper's client on tokio::net inside each portable task, to a
+           hyper server in this program that answers after the delay shown; ideal =
+           ceil(requests / in flight) × delay (needs the `tokio` feature)
   crash    measured in a child process (this program re-run), so that a crash that
            takes a whole process down is observed, not suffered; \"lost\" tasks were
            in the same worker process as the crashing one

@@ -72,6 +72,8 @@ pub(crate) struct BackendReport {
     pub(crate) overhead: Measured<Overhead>,
     pub(crate) memory: Measured<Memory>,
     pub(crate) io: Measured<Waiting>,
+    /// Real HTTP GETs to a local server from portable tasks (feature `tokio`).
+    pub(crate) http: Measured<Http>,
     pub(crate) blocking: Measured<Waiting>,
     pub(crate) cpu: Measured<Cpu>,
     pub(crate) panic: Measured<Panic>,
@@ -115,6 +117,21 @@ pub(crate) struct Waiting {
     pub(crate) wall_ms: f64,
     /// Wall time ÷ the wait of one task: 1.0 if every wait overlapped perfectly.
     pub(crate) ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Http {
+    pub(crate) requests: u64,
+    /// At most this many in flight.
+    pub(crate) limit: usize,
+    /// How long the server takes to answer each request.
+    pub(crate) latency_ms: u64,
+    pub(crate) wall_ms: f64,
+    /// Wall time ÷ `ceil(requests / limit) × latency`: 1.0 if the waits overlapped perfectly.
+    pub(crate) ratio: f64,
+    pub(crate) requests_per_sec: f64,
+    /// Requests that failed (connection refused, reset, a status other than 200).
+    pub(crate) failed: u64,
 }
 
 #[derive(Debug, Serialize)]

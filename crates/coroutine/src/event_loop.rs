@@ -454,9 +454,12 @@ impl Executor for EventLoop {
         // (measured: about 5% of spawn + await on the loop; docs/benchmarks.md). A panic while
         // making the future is still the task's result.
         // In the runtime's context, as on the loop threads: a closure that makes a tokio
-        // resource before its `async` block (`|d| tokio::time::sleep(d)`) works here too.
+        // resource before its `async` block (`|d| tokio::time::sleep(d)`) works here too. A
+        // thread of this loop is in that context for its whole life already, and entering it
+        // again would cost two atomic operations and four thread-local writes per task.
         #[cfg(feature = "tokio")]
-        let _tokio = polyexec_core::enter_tokio(&self.tokio);
+        let _tokio = (!crate::runner::is_loop_thread_of(&self.shared))
+            .then(|| polyexec_core::enter_tokio(&self.tokio));
         match catch_task(|| task(input)) {
             Ok(future) => self.submit_timed(traced!(OkOutput::new(future), "async", F)),
             Err(err) => {

@@ -93,7 +93,16 @@ pub(crate) fn is_loop_thread_of(shared: &Arc<Shared>) -> bool {
     LOCAL
         .try_with(|local| local.borrow().is_some())
         .unwrap_or(false)
-        && current().is_some_and(|current| Arc::ptr_eq(&current, shared))
+        && CURRENT
+            .try_with(|current| {
+                // Compared in place: cloning the `Arc` would cost two atomic operations on
+                // `spawn_async`'s path.
+                current
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|current| Arc::ptr_eq(current, shared))
+            })
+            .unwrap_or(false)
 }
 
 /// Makes `shared` the current loop of this thread while `body` runs (for a `shutdown_now`
