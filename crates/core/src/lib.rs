@@ -66,7 +66,7 @@ pub use join::{
     wait_any,
 };
 pub use map::{Map, MapStream, MapUnordered};
-pub use metrics::{Collector, CountScope, Counters, Metrics, Outcome, TaskCount};
+pub use metrics::{CountScope, Counters, Metrics, Outcome, TaskCount};
 
 pub use offload::unblock;
 #[cfg(feature = "tokio")]

@@ -23,10 +23,9 @@
 //! In-process backends pay, per task, one add on a counter of the submitting thread's own and
 //! one on the worker's own counters, each in a cache line of its own: no lock, no shared
 //! counter, and not even a locked instruction (a counter with one writer is bumped with a
-//! relaxed load and store). A task's future carries no pointer to the counters (a zero-sized
-//! [`TaskCount`]): a worker thread [collects](Counters::collector) the outcome its task left in a
-//! thread-local cell, and elsewhere the thread-local [scope](Counters::enter) says whose
-//! counters to add to. Built with `--cfg polyexec_no_metrics`, nothing is counted (for measuring
+//! relaxed load and store). The thread-local [scope](Counters::enter) tells a finishing task
+//! whose counters to add to, so a task's future carries no pointer to them (a zero-sized
+//! [`TaskCount`]). Built with `--cfg polyexec_no_metrics`, nothing is counted (for measuring
 //! the cost; see docs/benchmarks-notes.md).
 
 use std::cell::{Cell, RefCell};
@@ -414,11 +413,6 @@ thread_local! {
     static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
     /// Set by [`TaskCount::finish_in_place`] for the drop of that count, which follows at once.
     static FINISHED: Cell<bool> = const { Cell::new(false) };
-    /// Set while a [`Collector`] is active on this thread and no [`CountScope`] is.
-    static COLLECTING: Cell<bool> = const { Cell::new(false) };
-    /// The end of the task that last finished (or was dropped) on a collecting thread, until
-    /// [`Collector::collect`] takes it.
-    static PENDING: Cell<Option<Outcome>> = const { Cell::new(None) };
     /// This thread's submission stripe, picked once.
     static SUBMIT_STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
@@ -441,13 +435,10 @@ struct Scope {
 #[must_use = "the scope ends when this guard is dropped"]
 pub struct CountScope {
     previous: Option<Scope>,
-    /// Whether the thread was collecting before (a scope suspends collecting).
-    collecting: bool,
 }
 
 impl Drop for CountScope {
     fn drop(&mut self) {
-        let _ = COLLECTING.try_with(|collecting| collecting.set(self.collecting));
         let previous = self.previous.take();
         let _ = SCOPE.try_with(|scope| {
             if let Ok(mut scope) = scope.try_borrow_mut() {
@@ -575,47 +566,7 @@ impl Counters {
             .try_with(|current| current.replace(Some(scope)))
             .ok()
             .flatten();
-        let collecting = COLLECTING
-            .try_with(|collecting| collecting.replace(false))
-            .unwrap_or(false);
-        CountScope {
-            previous,
-            collecting,
-        }
-    }
-
-    /// Makes this thread, worker `index`'s, a *collector*: a task that finishes or is dropped
-    /// on it leaves its outcome in a thread-local cell, and the worker adds it to its stripe
-    /// with [`Collector::collect`] after each task it runs. Cheaper than a [scope](Self::enter)
-    /// on the per-task path (no lookup of the counters), for a worker loop that runs one task
-    /// at a time; a scope entered meanwhile takes precedence. Only one thread may collect for a
-    /// given index.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use polyexec_core::{Counters, Outcome, TaskCount, TaskError};
-    /// let counters = Counters::new(1);
-    /// let collector = counters.collector(0);
-    /// TaskCount::new().finish(&Ok::<u8, TaskError>(1)); // a task ran here
-    /// collector.collect(Outcome::Cancelled);
-    /// drop(TaskCount::new()); // a cancelled task was dropped here
-    /// collector.collect(Outcome::Cancelled);
-    /// let metrics = counters.snapshot(0);
-    /// assert_eq!((metrics.succeeded(), metrics.cancelled()), (1, 1));
-    /// ```
-    pub fn collector(self: &Arc<Self>, index: usize) -> Collector {
-        let last = self.outcomes.len() - 1;
-        let stripe = index.min(last);
-        let previous = COLLECTING
-            .try_with(|collecting| collecting.replace(true))
-            .unwrap_or(false);
-        Collector {
-            counters: Arc::clone(self),
-            stripe,
-            exclusive: stripe < last,
-            previous,
-        }
+        CountScope { previous }
     }
 
     /// Counts a worker that started.
@@ -702,50 +653,10 @@ impl Counters {
     }
 }
 
-/// A worker thread's collector of task outcomes, made by [`Counters::collector`]; the thread
-/// stops collecting when it is dropped.
-#[derive(Debug)]
-#[must_use = "the thread stops collecting when this is dropped"]
-pub struct Collector {
-    counters: Arc<Counters>,
-    stripe: usize,
-    exclusive: bool,
-    previous: bool,
-}
-
-impl Collector {
-    /// Adds the outcome of the task that ended on this thread since the last call, if any;
-    /// a task dropped unfinished counts as `dropped` ([`Outcome::Cancelled`] after a run,
-    /// [`Outcome::ShutDown`] after a drop for an immediate shutdown).
-    #[inline]
-    pub fn collect(&self, dropped: Outcome) {
-        if cfg!(polyexec_no_metrics) {
-            return;
-        }
-        let Some(outcome) = PENDING.with(Cell::take) else {
-            return;
-        };
-        // `Cancelled` in the cell means "dropped unfinished" (see `count_in_scope`).
-        let outcome = if outcome == Outcome::Cancelled {
-            dropped
-        } else {
-            outcome
-        };
-        self.counters.outcomes[self.stripe].add(outcome, self.exclusive);
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = COLLECTING.try_with(|collecting| collecting.set(self.previous));
-    }
-}
-
 /// Counts a task's end exactly once: carried (zero-sized) inside an in-process task's future,
 /// it is either [`finish`](Self::finish)ed with the task's result or dropped with the future
-/// unfinished. Either way it counts on the thread it ends on: into the [scope](Counters::enter)
-/// entered there, else for the thread's [collector](Counters::collector); on a thread with
-/// neither it counts nothing.
+/// unfinished. Either way it counts into the [scope](Counters::enter) of the thread it ends on,
+/// before the task's result is published; on a thread without one it counts nothing.
 ///
 /// # Examples
 ///
@@ -820,13 +731,6 @@ impl Drop for TaskCount {
 #[inline]
 fn count_in_scope(outcome: impl FnOnce(Outcome) -> Outcome) {
     if cfg!(polyexec_no_metrics) {
-        return;
-    }
-    // A collecting worker thread (see `Counters::collector`): one store, collected after the
-    // task's run. `Outcome::Cancelled` stands for "dropped unfinished" there; the collector
-    // says what that means.
-    if COLLECTING.with(Cell::get) {
-        PENDING.with(|pending| pending.set(Some(outcome(Outcome::Cancelled))));
         return;
     }
     let _ = SCOPE.try_with(|scope| {

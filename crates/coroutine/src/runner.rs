@@ -169,14 +169,16 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, hooks: Hooks) {
         CURRENT.with(|current| current.borrow_mut().take());
         return;
     }
-    // Tasks that finish here, or are dropped here after a cancel, count on this thread's stripe,
-    // collected after each task the loop runs.
-    let collector = shared.counters.collector(index);
+    // Tasks that finish here, or are dropped here after a cancel, count on this thread's stripe
+    // (inside the task, before its result is published).
+    let scope = shared
+        .counters
+        .enter(Some(index), polyexec_core::Outcome::Cancelled);
     shared.counters.worker_started();
     #[cfg(feature = "tracing")]
     tracing::info!(backend = "coroutine", worker = index, "loop thread started");
     // The reactor (timers, I/O) is driven by this `block_on` whenever the loop waits or yields.
-    async_io::block_on(serve(&shared, &local, index, &collector));
+    async_io::block_on(serve(&shared, &local, index));
     shared.counters.worker_stopped();
     #[cfg(feature = "tracing")]
     tracing::info!(backend = "coroutine", worker = index, "loop thread exited");
@@ -184,7 +186,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, hooks: Hooks) {
     // Local tasks still here were cancelled by an immediate shutdown; dropping the executor
     // drops their futures, on this thread as they require.
     drop(local);
-    drop(collector);
+    drop(scope);
     CURRENT.with(|current| current.borrow_mut().take());
     if let Some(Hook(stop)) = &hooks.stop {
         // A panic here ends nothing but the hook: the thread is exiting anyway.
@@ -194,12 +196,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, hooks: Hooks) {
 
 /// Runs the loop's tasks until the loop is told to stop (immediate shutdown) or has nothing
 /// left to run (graceful shutdown).
-async fn serve(
-    shared: &Shared,
-    local: &LocalExecutor<'static>,
-    index: usize,
-    collector: &polyexec_core::Collector,
-) {
+async fn serve(shared: &Shared, local: &LocalExecutor<'static>, index: usize) {
     loop {
         for _ in 0..TICKS_PER_YIELD {
             let mut tick = pin!(shared.executor.tick());
@@ -225,8 +222,6 @@ async fn serve(
                 }
             })
             .await;
-            // A tick runs one task at most: its end, if it ended, is the one to collect.
-            collector.collect(polyexec_core::Outcome::Cancelled);
             // One load per task on the fast path; the rest only while shutting down.
             if shared.is_shutting_down() && shared.should_exit() {
                 return;

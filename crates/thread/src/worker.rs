@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crossbeam_channel::Sender;
-use polyexec_core::{Collector, Outcome, TaskError, catch_task};
+use polyexec_core::{Outcome, TaskError, catch_task};
 
 use crate::pool::{Msg, Shared};
 
@@ -49,13 +49,13 @@ pub(crate) fn run(
     if failed {
         return;
     }
-    // Tasks that finish here, or are dropped here after a cancel, count on this worker's stripe,
-    // collected after each run.
-    let collector = shared.counters.collector(index);
+    // Tasks that finish here, or are dropped here after a cancel, count on this worker's stripe
+    // (inside the task, before its result is published).
+    let _scope = shared.counters.enter(Some(index), Outcome::Cancelled);
     shared.counters.worker_started();
     #[cfg(feature = "tracing")]
     tracing::info!(backend = "thread", worker = index, "worker started");
-    serve(&shared, &collector);
+    serve(&shared, index);
     shared.counters.worker_stopped();
     #[cfg(feature = "tracing")]
     tracing::info!(backend = "thread", worker = index, "worker exited");
@@ -65,19 +65,18 @@ pub(crate) fn run(
     }
 }
 
-fn serve(shared: &Shared, collector: &Collector) {
+fn serve(shared: &Shared, index: usize) {
     while let Ok(msg) = shared.rx.recv() {
         match msg {
             Msg::Run(runnable) => {
                 // Checked per task so that an immediate shutdown stops queued work even while
                 // the draining thread races the workers for it.
                 if shared.aborting.load(Ordering::Relaxed) {
+                    let _scope = shared.counters.enter(Some(index), Outcome::ShutDown);
                     drop(runnable);
-                    collector.collect(Outcome::ShutDown);
                 } else {
                     // Never unwinds: every future the pool spawns catches its own panics.
                     runnable.run();
-                    collector.collect(Outcome::Cancelled);
                 }
             }
             Msg::Stop => break,
