@@ -7,10 +7,13 @@
 //!
 //! Shapes: a warm round trip of a trivial task (lockstep); trivial tasks submitted all at once,
 //! then joined; `map` with batching on two workers; byte payloads of 64 B, 64 KiB, 1 MiB and
-//! 16 MiB there and back (`serde_bytes::ByteBuf`); worker start; a CPU kernel's speedup over
+//! 16 MiB there and back (`serde_bytes::ByteBuf`), beside in-process round trips that copy the
+//! payload twice, into warm buffers (the memory-speed floor) and into fresh ones; worker start; a CPU kernel's speedup over
 //! serial on two workers. After criterion's groups, the three round trips are measured again in
 //! alternating batches (each batch sees the same machine load) and written to
-//! `target/polyexec-bench/subprocess_interleaved.json` for `scripts/bench.sh`.
+//! `target/polyexec-bench/subprocess_interleaved.json` for `scripts/bench.sh`; so are the 1 MiB
+//! and 16 MiB payloads, beside raw ipc-channel and the warm two-copy floor
+//! (`subprocess_payload_interleaved.json`).
 //!
 //! This binary is four programs: the bench, polyexec's workers (`polyexec::init()`), procspawn's
 //! workers (`procspawn::init()`, which serves and exits when procspawn started this process) and
@@ -240,10 +243,42 @@ fn payloads(c: &mut Criterion, k: &Contenders) {
         group.bench_function(BenchmarkId::new("ipc_channel_raw", name), |b| {
             b.iter(|| black_box(k.peer.bytes_round_trip(&payload)));
         });
+        // The memory-speed floor: an in-process round trip that copies the payload twice, there
+        // and back, into buffers that are already warm (no allocation, no page fault).
+        let mut there = vec![0u8; size];
+        let mut back = vec![0u8; size];
+        group.bench_function(BenchmarkId::new("memcpy_twice", name), |b| {
+            b.iter(|| {
+                there.copy_from_slice(black_box(&payload));
+                back.copy_from_slice(black_box(&there));
+                black_box(back[size - 1])
+            });
+        });
+        // The same two copies into fresh buffers, as a transport that allocates its results
+        // must make them (page faults included, where the allocator hands out fresh pages).
+        group.bench_function(BenchmarkId::new("alloc_copy_twice", name), |b| {
+            b.iter(|| {
+                let there = black_box(payload.to_vec());
+                let back = black_box(there.to_vec());
+                drop(there);
+                black_box(back.len())
+            });
+        });
         group.bench_function(BenchmarkId::new("polyexec", name), |b| {
             b.iter(|| {
                 let back = k.one.spawn(payload.clone(), |b: ByteBuf| b).join().unwrap();
                 black_box(back.len())
+            });
+        });
+        // The same, without the benchmark's own copy: the bytes that came back are moved in again,
+        // as the raw baseline sends a borrowed slice and copies nothing itself.
+        let mut bytes = Some(payload.clone());
+        group.bench_function(BenchmarkId::new("polyexec_moved", name), |b| {
+            b.iter(|| {
+                let input = bytes.take().expect("put back below");
+                let back = k.one.spawn(input, |b: ByteBuf| b).join().unwrap();
+                black_box(back.len());
+                bytes = Some(back);
             });
         });
         group.bench_function(BenchmarkId::new("procspawn_pool", name), |b| {
@@ -415,6 +450,87 @@ fn interleaved_round_trips(k: &Contenders) {
     );
 }
 
+/// The payload round trips of 1 MiB and 16 MiB measured again in alternating batches (each batch
+/// sees the same machine load), as ratios to raw ipc-channel and to the warm two-copy floor;
+/// printed and written to `target/polyexec-bench/subprocess_payload_interleaved.json`.
+fn interleaved_payloads(k: &Contenders) {
+    let batches = if common::quick() { 11 } else { 31 };
+    let mut out = serde_json::Map::new();
+    for (name, size, n) in [("1MiB", 1usize << 20, 40u32), ("16MiB", 16 << 20, 4)] {
+        let payload = ByteBuf::from(vec![0xA5u8; size]);
+        let mut there = vec![0u8; size];
+        let mut back = vec![0u8; size];
+        for _ in 0..3 {
+            k.peer.bytes_round_trip(&payload);
+            k.one.spawn(payload.clone(), |b: ByteBuf| b).join().unwrap();
+        }
+        let mut bytes = Some(payload.clone());
+        let (times, _) = interleaved(
+            batches,
+            n,
+            &mut [
+                &mut || {
+                    black_box(k.peer.bytes_round_trip(&payload));
+                },
+                &mut || {
+                    let echoed = k.one.spawn(payload.clone(), |b: ByteBuf| b).join().unwrap();
+                    black_box(echoed.len());
+                },
+                &mut || {
+                    let input = bytes.take().expect("put back below");
+                    let echoed = k.one.spawn(input, |b: ByteBuf| b).join().unwrap();
+                    black_box(echoed.len());
+                    bytes = Some(echoed);
+                },
+                &mut || {
+                    there.copy_from_slice(black_box(&payload));
+                    back.copy_from_slice(black_box(&there));
+                    black_box(back[size - 1]);
+                },
+            ],
+        );
+        let ratio = |a: usize, b: usize| {
+            let mut r: Vec<f64> = times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect();
+            common::median_quartiles(&mut r)
+        };
+        let median = |i: usize| common::median_quartiles(&mut times[i].clone()).0;
+        let mut line = format!(
+            "summary: payload {name}, alternating batches: ipc_channel_raw {:.3} ms, polyexec \
+             {:.3} ms, polyexec_moved {:.3} ms, memcpy_twice {:.3} ms;",
+            median(0) * 1e3,
+            median(1) * 1e3,
+            median(2) * 1e3,
+            median(3) * 1e3,
+        );
+        let mut ratios = serde_json::Map::new();
+        for (label, a, b) in [
+            ("polyexec / ipc_channel_raw", 1, 0),
+            ("polyexec_moved / ipc_channel_raw", 2, 0),
+            ("polyexec / memcpy_twice", 1, 3),
+            ("polyexec_moved / memcpy_twice", 2, 3),
+        ] {
+            let (r, q1, q3) = ratio(a, b);
+            line += &format!(" {label} {r:.2}x ({q1:.2}-{q3:.2});");
+            ratios.insert(label.into(), serde_json::json!([q1, r, q3]));
+        }
+        println!("{line}");
+        out.insert(
+            name.into(),
+            serde_json::json!({
+                "ipc_channel_raw_median_s": median(0),
+                "polyexec_median_s": median(1),
+                "polyexec_moved_median_s": median(2),
+                "memcpy_twice_median_s": median(3),
+                "ratios_q1_median_q3": ratios,
+            }),
+        );
+    }
+    common::write_json(
+        "subprocess_payload_interleaved",
+        &serde_json::json!({ "batches": batches, "sizes": out }),
+    );
+}
+
 fn main() {
     if let Ok(server) = std::env::var(ECHO_ENV) {
         ipc_echo(server);
@@ -442,4 +558,5 @@ fn main() {
     // The ratio the issue asks for, measured in alternating batches (criterion measures each
     // alone, minutes apart, which on a shared machine can compare different loads).
     interleaved_round_trips(&contenders);
+    interleaved_payloads(&contenders);
 }

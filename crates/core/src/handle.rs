@@ -283,6 +283,9 @@ enum Outcome<T> {
         bytes: Vec<u8>,
         finish: fn(Vec<u8>) -> Result<T, TaskError>,
     },
+    /// A closure that makes the result on the thread that takes it (see
+    /// [`Resolver::resolve_deferred`]).
+    Deferred(Box<dyn FnOnce() -> Result<T, TaskError> + Send>),
 }
 
 impl<T> Shared<T> {
@@ -324,6 +327,7 @@ impl<T> Shared<T> {
             Outcome::Encoded { bytes, finish } => {
                 crate::catch_task(|| finish(bytes)).and_then(|result| result)
             }
+            Outcome::Deferred(finish) => crate::catch_task(finish).and_then(|result| result),
         })
     }
 }
@@ -399,6 +403,29 @@ impl<T> Resolver<T> {
     pub fn resolve_encoded(mut self, bytes: Vec<u8>, finish: fn(Vec<u8>) -> Result<T, TaskError>) {
         if let Some(shared) = self.shared.take() {
             Self::complete(&shared, Outcome::Encoded { bytes, finish });
+        }
+    }
+
+    /// Delivers the task's result as a closure that makes it on the thread that takes it from
+    /// the handle, as [`resolve_encoded`](Self::resolve_encoded) does, for results whose bytes
+    /// are not a `Vec` (memory shared with another process, released when the closure is
+    /// dropped). The closure is dropped without running if the handle is dropped first; a panic
+    /// in it resolves the handle with [`TaskError::Panicked`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use polyexec_core::TaskHandle;
+    ///
+    /// let bytes: Arc<[u8]> = Arc::from(&b"42"[..]);
+    /// let (resolver, handle) = TaskHandle::<usize>::remote(None);
+    /// resolver.resolve_deferred(Box::new(move || Ok(bytes.len()))); // runs in `join`
+    /// assert_eq!(handle.join(), Ok(2));
+    /// ```
+    pub fn resolve_deferred(mut self, finish: Box<dyn FnOnce() -> Result<T, TaskError> + Send>) {
+        if let Some(shared) = self.shared.take() {
+            Self::complete(&shared, Outcome::Deferred(finish));
         }
     }
 

@@ -13,7 +13,7 @@
 //! and only the parent (which computed the distance from a real trampoline) knows the key. A
 //! corrupted or forged frame is refused with an error, never jumped into.
 //!
-//! This module, `stop` and `inherited` are the only ones of the crate allowed to use `unsafe`.
+//! This module, `shm`, `stop` and `inherited` are the only ones of the crate allowed to use `unsafe`.
 #![allow(unsafe_code)]
 
 use std::future::Future;
@@ -25,11 +25,18 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher24;
 
+use crate::payload::{self, Payload};
 use crate::protocol;
+use crate::shm::Slot;
 
-/// A blocking trampoline: decodes the input (then releases it), runs the task, appends the
-/// encoded output to `out`. On error `out` may hold a partial encoding; the caller truncates it.
-pub(crate) type BlockingFn = fn(protocol::Input<'_>, &mut Vec<u8>) -> Result<(), TaskError>;
+/// A blocking trampoline: decodes the input (then releases it), runs the task, and encodes the
+/// output: into the shared-memory slot `place` hands out for its size, if any, or else appended
+/// to `out`. On error `out` may hold a partial encoding; the caller truncates it.
+pub(crate) type BlockingFn = fn(
+    protocol::Input<'_>,
+    &mut Vec<u8>,
+    &mut dyn FnMut(usize) -> Option<Slot>,
+) -> Result<Payload, TaskError>;
 
 /// The future an async trampoline returns: the task's future, then its encoded output.
 pub(crate) type AsyncRun = Pin<Box<dyn Future<Output = Result<Vec<u8>, TaskError>> + Send>>;
@@ -264,10 +271,15 @@ fn decode_input<In: DeserializeOwned>(input: &[u8]) -> Result<In, TaskError> {
     }
 }
 
-/// Encodes a task output onto `out`. A `Serialize` impl that panics is an encoding failure.
-fn encode_output<Out: Serialize>(output: &Out, out: &mut Vec<u8>) -> Result<(), TaskError> {
-    match catch_task(|| protocol::encode_into(output, out)) {
-        Ok(Ok(())) => Ok(()),
+/// Encodes a task output, into a slot that `place` hands out or onto `out`. A `Serialize` impl
+/// that panics is an encoding failure.
+fn encode_output<Out: Serialize>(
+    output: &Out,
+    out: &mut Vec<u8>,
+    place: &mut dyn FnMut(usize) -> Option<Slot>,
+) -> Result<Payload, TaskError> {
+    match catch_task(|| payload::encode_payload(output, out, place)) {
+        Ok(Ok(payload)) => Ok(payload),
         Ok(Err(err)) => Err(codec_error(
             CodecStage::EncodeOutput,
             protocol::describe::<Out>(err),
@@ -279,7 +291,11 @@ fn encode_output<Out: Serialize>(output: &Out, out: &mut Vec<u8>) -> Result<(), 
     }
 }
 
-fn run_blocking<F, In, Out>(input: protocol::Input<'_>, out: &mut Vec<u8>) -> Result<(), TaskError>
+fn run_blocking<F, In, Out>(
+    input: protocol::Input<'_>,
+    out: &mut Vec<u8>,
+    place: &mut dyn FnMut(usize) -> Option<Slot>,
+) -> Result<Payload, TaskError>
 where
     F: Fn(In) -> Out + Copy,
     In: DeserializeOwned,
@@ -290,7 +306,7 @@ where
     let input = decoded?;
     let task: F = conjure::<F>();
     let output = catch_task(move || task(input))?;
-    let encoded = encode_output(&output, out);
+    let encoded = encode_output(&output, out, place);
     // The output is dropped inside the catch: a `Drop` that panics fails this task only.
     catch_task(move || drop(output))?;
     encoded
@@ -309,9 +325,11 @@ where
     Ok(Box::pin(async move {
         let output = future.await?;
         let mut out = Vec::new();
-        let encoded = encode_output(&output, &mut out);
+        // Encoded off the worker's channel (a future is `Send`, the channel is not): the worker
+        // moves a large output into its region afterwards.
+        let encoded = encode_output(&output, &mut out, &mut |_| None);
         catch_task(move || drop(output))?;
-        encoded.map(|()| out)
+        encoded.map(|_| out)
     }))
 }
 
@@ -347,7 +365,7 @@ mod tests {
         let mut input = Vec::new();
         protocol::encode_into(&14u32, &mut input).unwrap();
         let mut out = Vec::new();
-        f(protocol::Input::new(&mut input, 0), &mut out).unwrap();
+        f(protocol::Input::new(&mut input, 0), &mut out, &mut |_| None).unwrap();
         assert_eq!(protocol::decode::<u32>(&out).unwrap(), 42);
     }
 

@@ -14,7 +14,7 @@
 //! close-on-exec. A descriptor without that flag was therefore inherited across `exec`, and no
 //! owner in this process refers to it.
 //!
-//! This module, `entry` and `stop` are the only ones of the crate allowed to use `unsafe`.
+//! This module, `entry`, `shm` and `stop` are the only ones of the crate allowed to use `unsafe`.
 #![allow(unsafe_code)]
 
 use std::os::fd::RawFd;

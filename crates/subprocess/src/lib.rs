@@ -73,6 +73,8 @@ mod error;
 #[cfg(target_os = "linux")]
 mod inherited;
 #[cfg(target_os = "linux")]
+mod payload;
+#[cfg(target_os = "linux")]
 mod pool;
 #[cfg(target_os = "linux")]
 mod process;
@@ -80,6 +82,8 @@ mod process;
 mod protocol;
 #[cfg(all(test, target_os = "linux"))]
 mod security_tests;
+#[cfg(target_os = "linux")]
+mod shm;
 #[cfg(target_os = "linux")]
 mod stop;
 #[cfg(target_os = "linux")]

@@ -94,6 +94,8 @@ pub(crate) struct SpawnConfig {
     pub(crate) timeout: Option<Duration>,
     pub(crate) init: Option<TaskAddr>,
     pub(crate) init_arg: Vec<u8>,
+    /// Large payloads may travel through shared-memory regions.
+    pub(crate) shared_memory: bool,
 }
 
 /// A worker that has been started and greeted.
@@ -156,10 +158,11 @@ pub(crate) fn start(config: &SpawnConfig, index: u32) -> Result<Started, StartEr
         timeout: config.timeout,
         init: config.init,
         init_arg: config.init_arg.clone(),
+        shared_memory: config.shared_memory,
     };
     let mut frame = Vec::with_capacity(64);
     protocol::push_message(&mut frame, protocol::HELLO, &hello);
-    if let Err(err) = protocol::send_all(started.spawned.stream.as_fd(), &[&frame]) {
+    if let Err(err) = protocol::send_all(started.spawned.stream.as_fd(), &[&frame], None) {
         // The worker is already gone: report how it ended.
         let status = started.abandon(Duration::from_millis(500));
         return Err(early_exit(status, Some(err)));

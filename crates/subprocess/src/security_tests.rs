@@ -41,6 +41,7 @@ fn config(key: &Key) -> SpawnConfig {
         timeout: None,
         init: None,
         init_arg: Vec::new(),
+        shared_memory: false,
     }
 }
 
@@ -151,6 +152,7 @@ fn a_worker_refuses_a_hello_of_another_build() {
             timeout: None,
             init: None,
             init_arg: Vec::new(),
+            shared_memory: false,
         };
         let mut frame = Vec::new();
         protocol::push_message(&mut frame, protocol::HELLO, &hello);
@@ -339,7 +341,7 @@ fn feed_worker(bytes: &[u8]) -> (Vec<(u8, Vec<u8>)>, WorkerExit) {
     } else {
         exit_frame()
     };
-    if protocol::send_all(stream.as_fd(), &[bytes, &end]).is_ok() && end.is_empty() {
+    if protocol::send_all(stream.as_fd(), &[bytes, &end], None).is_ok() && end.is_empty() {
         let _ = stream.shutdown(Shutdown::Write);
     }
     let frames = reader.join().expect("the reader panicked");

@@ -17,7 +17,8 @@
 //! Real-time signals are queued, not merged, so a stale request for X cannot swallow a later one
 //! for Y. The signal is reserved in worker processes (documented in docs/subprocess.md).
 //!
-//! This module, `entry` and `inherited` are the only ones of the crate allowed to use `unsafe`.
+//! This module, `entry`, `shm` and `inherited` are the only ones of the crate allowed to use
+//! `unsafe`.
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};

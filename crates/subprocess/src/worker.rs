@@ -13,8 +13,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -26,10 +27,14 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::net::SendFlags;
 use rustix::process::{Pid, Signal};
 
+mod shared;
+
 use crate::entry::{Key, Kind};
 use crate::inherited;
+use crate::payload::Payload;
 use crate::process::{self, EXIT_INIT_FAILED, EXIT_MISMATCH, EXIT_SETUP_FAILED};
-use crate::protocol::{self, FrameReader, Hello, PROTOCOL_VERSION, Ready};
+use crate::protocol::{self, FdReader, FrameReader, Hello, PROTOCOL_VERSION, Ready};
+use crate::shm::{Arena, Region};
 
 /// Set once this process serves as a worker: a worker never starts workers.
 static SERVING: AtomicBool = AtomicBool::new(false);
@@ -108,7 +113,7 @@ fn serve(parent: Pid) -> i32 {
     };
     let mut frame = Vec::new();
     protocol::push_message(&mut frame, protocol::READY, &ready);
-    if protocol::send_all(stream.as_fd(), &[&frame]).is_err() {
+    if protocol::send_all(stream.as_fd(), &[&frame], None).is_err() {
         return EXIT_SETUP_FAILED;
     }
 
@@ -137,7 +142,7 @@ fn serve(parent: Pid) -> i32 {
     };
     #[cfg(feature = "tokio")]
     let _context = polyexec_core::enter_tokio(&handle);
-    execute(stream, &key, hello.timeout);
+    execute(stream, &key, hello.timeout, hello.shared_memory);
     0
 }
 
@@ -155,7 +160,7 @@ fn read_hello(stream: &mut UnixStream) -> Option<Hello> {
 fn refuse(stream: &UnixStream, reason: &str) {
     let mut frame = Vec::new();
     protocol::push_message(&mut frame, protocol::REFUSED, &reason);
-    let _ = protocol::send_all(stream.as_fd(), &[&frame]);
+    let _ = protocol::send_all(stream.as_fd(), &[&frame], None);
 }
 
 /// The worker's end of the channel. Used by the executor thread only: reading happens between
@@ -164,8 +169,18 @@ struct Channel {
     stream: Async<UnixStream>,
     reader: RefCell<FrameReader>,
     out: RefCell<Vec<u8>>,
-    /// `RUN` bodies read and not yet started, in arrival order.
-    pending: RefCell<VecDeque<Vec<u8>>>,
+    /// `RUN` and `RUN_SHARED` bodies (with their tag) read and not yet started, in arrival order.
+    pending: RefCell<VecDeque<(u8, Vec<u8>)>>,
+    /// Descriptors received with region frames, not yet claimed by their frame.
+    fds: RefCell<VecDeque<OwnedFd>>,
+    /// The pool's region of inputs, as last sent; `None` before that, or if it could not be
+    /// mapped (then tasks whose input is in it fail with an error).
+    inputs: RefCell<Option<Arc<Region>>>,
+    /// Large outputs go through a region of this worker's own.
+    shared_memory: bool,
+    outputs: RefCell<Arena>,
+    /// A region made for outputs, whose descriptor the parent must get before the next frame.
+    announce: RefCell<Option<Arc<Region>>>,
     /// Emptied `RUN` buffers, reused: a fresh large allocation per task costs page faults.
     spare: RefCell<Vec<Vec<u8>>>,
     /// Running async tasks, for cancellation.
@@ -181,7 +196,11 @@ impl Channel {
     /// stream means the parent is gone: nobody can receive results, so the worker exits.
     fn drain(&self) {
         loop {
-            let filled = self.reader.borrow_mut().fill(&mut self.stream.get_ref());
+            let filled = self.reader.borrow_mut().fill(&mut FdReader {
+                socket: self.stream.get_ref().as_fd(),
+                fds: &mut self.fds.borrow_mut(),
+                wait: false,
+            });
             match filled {
                 Ok(true) => {
                     self.parse();
@@ -217,10 +236,23 @@ impl Channel {
                 Err(_) => std::process::exit(EXIT_SETUP_FAILED),
             };
             match frame.tag {
-                protocol::RUN => {
+                protocol::RUN | protocol::RUN_SHARED => {
                     let body = reader
                         .take_body(&frame, || self.spare.borrow_mut().pop().unwrap_or_default());
-                    self.pending.borrow_mut().push_back(body);
+                    self.pending.borrow_mut().push_back((frame.tag, body));
+                }
+                protocol::INPUT_REGION => {
+                    let Some((generation, _)) = protocol::split_id(reader.body(&frame)) else {
+                        std::process::exit(EXIT_SETUP_FAILED);
+                    };
+                    // Every task that named the previous region has been answered (the pool
+                    // replaces it only then), so it can go.
+                    let region = self
+                        .fds
+                        .borrow_mut()
+                        .pop_front()
+                        .and_then(|fd| Region::open(fd, false, generation).ok().map(Arc::new));
+                    *self.inputs.borrow_mut() = region;
                 }
                 protocol::CANCEL => {
                     let Some((id, _)) = protocol::split_id(reader.body(&frame)) else {
@@ -243,7 +275,7 @@ impl Channel {
             let mut pending = self.pending.borrow_mut();
             let position = pending
                 .iter()
-                .position(|body| protocol::split_id(body).is_some_and(|(run, _)| run == id));
+                .position(|(_, body)| protocol::split_id(body).is_some_and(|(run, _)| run == id));
             position.and_then(|i| pending.remove(i)).is_some()
         };
         let running = self.live.borrow_mut().remove(&id);
@@ -256,13 +288,21 @@ impl Channel {
     /// Writes every pending output frame, blocking if the parent is slow to read; while blocked,
     /// keeps reading, so a parent blocked writing to us is never deadlocked against us.
     fn flush(&self) {
+        // Before any frame that names it, and after every frame that named the region it
+        // replaces (a region is replaced only once the parent released everything in it).
+        let announce = self.announce.borrow_mut().take();
+        if let Some(region) = announce {
+            let mut frame = Vec::with_capacity(13);
+            protocol::push_region_frame(&mut frame, protocol::OUTPUT_REGION, region.generation());
+            self.send(&frame, region.fd());
+        }
         loop {
             let mut buf = std::mem::take(&mut *self.out.borrow_mut());
             if buf.is_empty() {
                 *self.out.borrow_mut() = buf;
                 return;
             }
-            self.send(&buf);
+            self.send(&buf, None);
             buf.clear();
             let mut out = self.out.borrow_mut();
             if out.is_empty() {
@@ -277,13 +317,21 @@ impl Channel {
         }
     }
 
-    fn send(&self, mut bytes: &[u8]) {
+    /// Writes `bytes`, and `pass` with the first of them.
+    fn send(&self, mut bytes: &[u8], mut pass: Option<BorrowedFd<'_>>) {
         let stream = self.stream.get_ref();
         let fd = stream.as_fd();
         let mut blocking = false;
         while !bytes.is_empty() {
-            match rustix::net::send(fd, bytes, SendFlags::NOSIGNAL) {
-                Ok(n) => bytes = &bytes[n..],
+            let sent = match pass {
+                Some(passed) => protocol::send_with_fd(fd, bytes, passed),
+                None => rustix::net::send(fd, bytes, SendFlags::NOSIGNAL),
+            };
+            match sent {
+                Ok(n) => {
+                    pass = None;
+                    bytes = &bytes[n..];
+                }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(rustix::io::Errno::AGAIN) if !blocking => {
                     // No room: wait in `send` itself, which resumes as soon as any room frees
@@ -328,17 +376,23 @@ impl Channel {
     fn push_output(&self, id: u64, output: Result<Vec<u8>, TaskError>) {
         match output {
             Ok(bytes) => {
-                let mut buf = self.out.borrow_mut();
-                let start = protocol::begin_frame(&mut buf, protocol::DONE_OK);
-                buf.extend_from_slice(&id.to_le_bytes());
-                buf.extend_from_slice(&bytes);
-                if !protocol::end_frame(&mut buf, start) {
-                    buf.truncate(start);
-                    drop(buf);
-                    self.push_error(id, &too_large());
+                if !self.push_encoded_shared(id, &bytes) {
+                    self.push_inline(id, &bytes);
                 }
             }
             Err(err) => self.push_error(id, &err),
+        }
+    }
+
+    fn push_inline(&self, id: u64, bytes: &[u8]) {
+        let mut buf = self.out.borrow_mut();
+        let start = protocol::begin_frame(&mut buf, protocol::DONE_OK);
+        buf.extend_from_slice(&id.to_le_bytes());
+        buf.extend_from_slice(bytes);
+        if !protocol::end_frame(&mut buf, start) {
+            buf.truncate(start);
+            drop(buf);
+            self.push_error(id, &too_large());
         }
     }
 
@@ -348,12 +402,22 @@ impl Channel {
         let mut buf = std::mem::take(&mut *self.out.borrow_mut());
         let start = protocol::begin_frame(&mut buf, protocol::DONE_OK);
         buf.extend_from_slice(&id.to_le_bytes());
-        let outcome = f(input, &mut buf);
+        // Also out of its cell while the task runs (the output's `Serialize` is user code).
+        let mut arena = std::mem::take(&mut *self.outputs.borrow_mut());
+        let outcome = f(input, &mut buf, &mut |len| {
+            self.place_output(&mut arena, len)
+        });
+        *self.outputs.borrow_mut() = arena;
         // Before the result frame can be written: a stop request for this task is now stale.
         crate::stop::finished();
         let result = match outcome {
-            Ok(()) if protocol::end_frame(&mut buf, start) => Ok(()),
-            Ok(()) => Err(too_large()),
+            Ok(Payload::Inline) if protocol::end_frame(&mut buf, start) => Ok(()),
+            Ok(Payload::Inline) => Err(too_large()),
+            Ok(Payload::Shared { slot, len }) => {
+                buf.truncate(start);
+                Self::push_shared(&mut buf, id, slot, len);
+                Ok(())
+            }
             Err(err) => Err(err),
         };
         if let Err(err) = result {
@@ -409,12 +473,17 @@ const SEND_WAIT: Duration = Duration::from_millis(2);
 const DRAIN_AFTER: Duration = Duration::from_micros(50);
 
 /// The executor thread's loop; returns once told to exit and every task has finished.
-fn execute(stream: Async<UnixStream>, key: &Key, timeout: Option<Duration>) {
+fn execute(stream: Async<UnixStream>, key: &Key, timeout: Option<Duration>, shared_memory: bool) {
     let chan = Channel {
         stream,
         reader: RefCell::new(FrameReader::new()),
         out: RefCell::new(Vec::with_capacity(64 << 10)),
         pending: RefCell::new(VecDeque::new()),
+        fds: RefCell::new(VecDeque::new()),
+        inputs: RefCell::new(None),
+        shared_memory,
+        outputs: RefCell::new(Arena::default()),
+        announce: RefCell::new(None),
         spare: RefCell::new(Vec::new()),
         live: RefCell::new(HashMap::new()),
         exiting: Cell::new(false),
@@ -427,10 +496,10 @@ fn execute(stream: Async<UnixStream>, key: &Key, timeout: Option<Duration>) {
             chan.drain();
             let mut last_drain = Instant::now();
             loop {
-                let Some(mut body) = chan.pending.borrow_mut().pop_front() else {
+                let Some((tag, mut body)) = chan.pending.borrow_mut().pop_front() else {
                     break;
                 };
-                run(&chan, &ex, key, timeout, &mut body);
+                run(&chan, &ex, key, timeout, tag, &mut body);
                 chan.recycle(body);
                 if last_drain.elapsed() >= DRAIN_AFTER {
                     chan.drain();
@@ -473,28 +542,55 @@ fn run<'a>(
     ex: &LocalExecutor<'a>,
     key: &Key,
     timeout: Option<Duration>,
+    tag: u8,
     body: &mut Vec<u8>,
 ) {
-    let Some(run) = protocol::parse_run(body) else {
-        std::process::exit(EXIT_SETUP_FAILED);
+    let (run, place) = if tag == protocol::RUN_SHARED {
+        match protocol::parse_run_shared(body) {
+            Some((run, place)) => (run, Some(place)),
+            None => std::process::exit(EXIT_SETUP_FAILED),
+        }
+    } else {
+        match protocol::parse_run(body) {
+            Some(run) => (run, None),
+            None => std::process::exit(EXIT_SETUP_FAILED),
+        }
     };
     let id = run.id;
+    let addr = run.addr;
     let input_start = body.len() - run.input.len();
-    if run.addr.kind == Kind::Blocking {
+    if addr.kind == Kind::Blocking {
         // Before `STARTED` is written: from then on the parent may ask to stop this task.
         crate::stop::running(id);
     }
     chan.started(id);
-    match run.addr.kind {
-        Kind::Blocking => match key.resolve_blocking(run.addr) {
-            Ok(f) => chan.run_blocking(id, f, protocol::Input::new(body, input_start)),
+    // Held while the input is decoded (a region frame read meanwhile cannot unmap it).
+    let region = match place.map(|place| chan.shared_input(place).map(|r| (r, place))) {
+        Some(Err(err)) => {
+            crate::stop::finished();
+            return chan.push_error(id, &err);
+        }
+        Some(Ok(found)) => Some(found),
+        None => None,
+    };
+    let input = match &region {
+        Some((region, place)) => protocol::Input::Shared(
+            region
+                .bytes(place.offset, place.len)
+                .expect("checked by shared_input"),
+        ),
+        None => protocol::Input::new(body, input_start),
+    };
+    match addr.kind {
+        Kind::Blocking => match key.resolve_blocking(addr) {
+            Ok(f) => chan.run_blocking(id, f, input),
             Err(err) => {
                 crate::stop::finished();
                 chan.push_error(id, &err);
             }
         },
         Kind::Async => {
-            let future = match key.resolve_async(run.addr).and_then(|f| f(run.input)) {
+            let future = match key.resolve_async(addr).and_then(|f| f(input.bytes())) {
                 Ok(future) => future,
                 Err(err) => return chan.push_error(id, &err),
             };

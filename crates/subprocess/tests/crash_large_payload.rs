@@ -5,6 +5,9 @@
 //! written had not started, so it runs on the replacement and succeeds; every other task is
 //! unaffected.
 //!
+//! These are the socket's large frames: shared memory is turned off here
+//! (`tests/crash_shared_payload.rs` covers the regions).
+//!
 //! "Half-way" is made certain, not likely: the test waits until the sending thread is blocked in
 //! `sendmsg`/`sendto` (read from `/proc/.../syscall`) before it kills the worker.
 
@@ -31,6 +34,7 @@ fn worker_killed_while_a_large_input_is_being_written_to_it() {
     let pool = ProcessPool::builder()
         .workers(1)
         .task_timeout(Duration::from_secs(3600))
+        .shared_memory(false)
         .build()
         .expect("build a pool");
     let pid = pool.worker_pids()[0];
@@ -88,7 +92,11 @@ impl std::task::Wake for StallingWaker {
 
 #[test]
 fn worker_dies_while_writing_a_large_output() {
-    let pool = common::pool(1);
+    let pool = ProcessPool::builder()
+        .workers(1)
+        .shared_memory(false)
+        .build()
+        .expect("build a pool");
     let pid = pool.worker_pids()[0];
     let mut gate = Gate::new();
     // Holds the worker until the waker below is registered, so `held` is certainly pending then.

@@ -16,6 +16,7 @@ use crate::entry::{Key, TaskAddr};
 use crate::error::HOOK_ADVICE;
 use crate::process::{self, SpawnConfig};
 use crate::protocol;
+use crate::shm::Arena;
 
 /// Configures a [`ProcessPool`].
 ///
@@ -51,6 +52,7 @@ pub struct ProcessPoolBuilder {
     handshake_timeout: Duration,
     crash_loop_limit: u32,
     pipeline_depth: usize,
+    shared_memory: bool,
 }
 
 impl Default for ProcessPoolBuilder {
@@ -67,6 +69,7 @@ impl Default for ProcessPoolBuilder {
             handshake_timeout: Duration::from_secs(5),
             crash_loop_limit: 5,
             pipeline_depth: 32,
+            shared_memory: true,
         }
     }
 }
@@ -245,6 +248,26 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Whether inputs and outputs of 64 KiB or more travel through shared memory (one region
+    /// per direction, made on the first such payload and reused by every later one) instead of
+    /// the socket: they are then serialized straight into memory the other process reads, and
+    /// decoded from there. Where a region cannot be made (no `memfd`), payloads take the socket.
+    /// Default: `true`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// polyexec_subprocess::init();
+    /// let pool = polyexec_subprocess::ProcessPool::builder()
+    ///     .shared_memory(false) // every payload through the socket
+    ///     .build()?;
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn shared_memory(mut self, enabled: bool) -> Self {
+        self.shared_memory = enabled;
+        self
+    }
+
     /// Starts the workers and waits for each one's handshake.
     ///
     /// # Errors
@@ -289,6 +312,7 @@ impl ProcessPoolBuilder {
                 timeout: self.task_timeout,
                 init: self.initializer.map(|addr| addr(&key)),
                 init_arg,
+                shared_memory: self.shared_memory,
             },
             timeout: self.task_timeout,
             max_tasks: self.max_tasks_per_worker,
@@ -319,6 +343,7 @@ impl ProcessPoolBuilder {
             counters: polyexec_core::Counters::new(0),
             on_worker_start: self.on_worker_start,
             on_worker_stop: self.on_worker_stop,
+            inputs: Mutex::new(Arena::readers_only()),
         });
         let (started_tx, started_rx) = mpsc::channel();
         let supervisor_shared = Arc::clone(&shared);
@@ -356,6 +381,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("crash_loop_limit", &self.crash_loop_limit)
             .field("pipeline_depth", &self.pipeline_depth)
+            .field("shared_memory", &self.shared_memory)
             .finish()
     }
 }

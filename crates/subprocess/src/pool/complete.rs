@@ -7,7 +7,9 @@
 //!   ([`Resolver::resolve_encoded`]), and the thread that takes the result from the handle decodes
 //!   it. A slow or panicking `Deserialize` therefore delays or fails only its own task, never the
 //!   reader thread that resolves the worker's other tasks. (A worker's error, a `TaskError` of
-//!   this crate's own encoding, is decoded by the reader.)
+//!   this crate's own encoding, is decoded by the reader.) An output in the worker's shared
+//!   region is decoded from the mapping and released right after, or when the handle is
+//!   dropped without taking it.
 //! - A panic in a `Deserialize` impl fails that task with a codec error; a panic in a waker or
 //!   `Drop` is contained by [`deliver`]. Neither unwinds into the pool's threads.
 
@@ -15,6 +17,7 @@ use polyexec_core::{CodecStage, Resolver, TaskError};
 use serde::de::DeserializeOwned;
 
 use crate::protocol;
+use crate::shm::Lease;
 
 /// Bytes of a `DONE_*` body before the payload: the task id.
 pub(super) const ID_LEN: usize = 8;
@@ -25,6 +28,8 @@ pub(super) trait Complete: Send {
     fn is_abandoned(&self) -> bool;
     /// `body` is a `DONE_OK` frame's body: the task id, then the encoded output.
     fn succeed(self: Box<Self>, body: Vec<u8>);
+    /// The encoded output is in the worker's region; decoding it releases it.
+    fn succeed_shared(self: Box<Self>, output: Lease);
     fn fail(self: Box<Self>, err: TaskError);
 }
 
@@ -37,6 +42,16 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
         (*self).resolve_encoded(body, decode_output::<T>);
     }
 
+    fn succeed_shared(self: Box<Self>, output: Lease) {
+        // Decoded from the mapping by the joiner: for byte payloads (`serde_bytes`), the copy
+        // into the result is the only one made in this process.
+        (*self).resolve_deferred(Box::new(move || {
+            let result = decode_payload::<T>(output.bytes());
+            drop(output);
+            result
+        }));
+    }
+
     fn fail(self: Box<Self>, err: TaskError) {
         (*self).resolve(Err(err));
     }
@@ -45,7 +60,11 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
 /// Decodes an output on the thread that takes it from its handle. `body` holds the task id
 /// first (the reader checked that it does).
 fn decode_output<T: DeserializeOwned>(body: Vec<u8>) -> Result<T, TaskError> {
-    let payload = body.get(ID_LEN..).unwrap_or_default();
+    decode_payload(body.get(ID_LEN..).unwrap_or_default())
+}
+
+/// Decodes an encoded output.
+fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, TaskError> {
     // A `Deserialize` impl that panics fails this task with a codec error, as a failing one does.
     match polyexec_core::catch_task(|| protocol::decode::<T>(payload)) {
         Ok(Ok(value)) => Ok(value),

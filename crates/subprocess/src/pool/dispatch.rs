@@ -24,8 +24,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::complete::codec;
-use super::{Conn, Core, Entry, Place, Shared, State};
+use super::{Conn, Core, Entry, Place, Shared, State, relock};
 use crate::entry::TaskAddr;
+use crate::payload::{self, Payload};
+use crate::shm::Region;
 use crate::{process, protocol};
 
 /// Most bytes of unstarted task frames sent to one worker: below the socket's buffer (208 KiB by
@@ -34,14 +36,16 @@ pub(super) const BYTE_BUDGET: usize = 128 << 10;
 
 /// A frame waiting to be written to a worker.
 pub(super) enum Outgoing {
-    Task(Arc<Vec<u8>>),
+    /// A `RUN` or `RUN_SHARED` frame; for the latter, the region its input is in, which the
+    /// worker must have been sent before.
+    Task(Arc<Vec<u8>>, Option<Arc<Region>>),
     Control(Vec<u8>),
 }
 
 impl AsRef<[u8]> for Outgoing {
     fn as_ref(&self) -> &[u8] {
         match self {
-            Outgoing::Task(frame) => frame,
+            Outgoing::Task(frame, _) => frame,
             Outgoing::Control(frame) => frame,
         }
     }
@@ -57,6 +61,34 @@ pub(super) fn control(tag: u8, id: Option<u64>) -> Outgoing {
         }
     }
     Outgoing::Control(frame)
+}
+
+/// Writes `frames` to the worker, preceded by the pool's input region if a frame names one the
+/// worker has not been sent. Every region frame names the region current when its task was
+/// submitted, and the pool replaces its region only when no task holds space in it, so all of a
+/// batch's shared inputs are in one region: the newest one.
+fn send_frames(conn: &Conn, frames: &mut Vec<Outgoing>) -> std::io::Result<()> {
+    let newest = frames
+        .iter()
+        .filter_map(|frame| match frame {
+            Outgoing::Task(_, region) => region.as_ref(),
+            Outgoing::Control(_) => None,
+        })
+        .max_by_key(|region| region.generation());
+    let announce = newest
+        .filter(|region| region.generation() > conn.announced.load(Ordering::Relaxed))
+        .map(Arc::clone);
+    match announce {
+        Some(region) => {
+            let mut frame = Vec::with_capacity(13);
+            protocol::push_region_frame(&mut frame, protocol::INPUT_REGION, region.generation());
+            frames.insert(0, Outgoing::Control(frame));
+            protocol::send_all(conn.stream.as_fd(), frames, region.fd())?;
+            conn.announced.store(region.generation(), Ordering::Relaxed);
+            Ok(())
+        }
+        None => protocol::send_all(conn.stream.as_fd(), frames, None),
+    }
 }
 
 /// Writes to perform once the lock is released.
@@ -81,12 +113,27 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::with_capacity(64);
         let start = protocol::begin_run(&mut frame, id, addr);
+        let shared = self.config.spawn.shared_memory;
+        let place = |len: usize| {
+            // Only the space is handed out under the lock; the input is written without it.
+            shared
+                .then(|| relock(self.inputs.lock()).alloc(len))
+                .flatten()
+                .map(|placed| placed.slot)
+        };
         // A `Serialize` impl that panics fails this task with a codec error, as a panicking
         // `Serialize` of an output does in the worker: it must not unwind out of `spawn` (or out
         // of a `map` iterator halfway through), which the in-process backends, which never
         // serialize, would not do either (tests/fault_encode_input.rs).
-        match polyexec_core::catch_task(|| protocol::encode_into(input, &mut frame)) {
-            Ok(Ok(())) => {}
+        let mut input_lease = None;
+        match polyexec_core::catch_task(|| payload::encode_payload(input, &mut frame, place)) {
+            Ok(Ok(Payload::Inline)) => {}
+            Ok(Ok(Payload::Shared { slot, len })) => {
+                // The same frame, with the input's place instead of the input.
+                frame[start + protocol::HEADER - 1] = protocol::RUN_SHARED;
+                payload::Place::of(&slot, len).push(&mut frame);
+                input_lease = Some(slot.into_lease(len));
+            }
             Ok(Err(err)) => {
                 return self.ended(codec(
                     CodecStage::EncodeInput,
@@ -100,6 +147,7 @@ impl Shared {
                 ));
             }
         }
+        // The payload was measured first, so this is a frame that `encode_payload` accepted.
         if !protocol::end_frame(&mut frame, start) {
             return self.ended(codec(
                 CodecStage::EncodeInput,
@@ -129,6 +177,7 @@ impl Shared {
                     bytes,
                     seq: 0,
                     frame: Some(Arc::new(frame)),
+                    input: input_lease,
                     completer: Some(Box::new(resolver)),
                     place: Place::Queued,
                     #[cfg(feature = "tracing")]
@@ -204,7 +253,8 @@ impl Shared {
             };
             entry.seq = slot.dispatched;
             let frame = entry.frame.clone().expect("a queued task keeps its frame");
-            slot.outgoing.push(Outgoing::Task(frame));
+            let region = entry.input.as_ref().map(|lease| Arc::clone(lease.region()));
+            slot.outgoing.push(Outgoing::Task(frame, region));
             slot.unstarted += 1;
             slot.unstarted_bytes += bytes;
             slot.in_flight += 1;
@@ -243,7 +293,7 @@ impl Shared {
     pub(super) fn write(&self, jobs: &mut Vec<WriteJob>) {
         for mut job in jobs.drain(..) {
             loop {
-                let sent = protocol::send_all(job.conn.stream.as_fd(), &job.frames).is_ok();
+                let sent = send_frames(&job.conn, &mut job.frames).is_ok();
                 job.frames.clear();
                 if !sent {
                     // The worker is gone or going: make sure, and let its reader settle it.

@@ -32,6 +32,9 @@
 //!   exactly the tasks whose place names that slot's current generation.
 //! - Events of a worker are applied only if its [`Conn::generation`] is still its slot's: a late
 //!   frame or death of a replaced process changes nothing.
+//! - A task whose input is in the pool's shared region holds it ([`Entry::input`]) until its
+//!   entry is dropped, so the region's space is reused only after the worker is done with it;
+//!   the pool replaces its region only when no entry holds space in it.
 //! - A task's completer is taken out of its entry exactly once (by its result, its worker's
 //!   death, its deadline, a cancel or a shutdown), so every handle resolves exactly once.
 
@@ -68,6 +71,7 @@ pub use builder::ProcessPoolBuilder;
 
 use crate::entry::{Key, Kind};
 use crate::process::SpawnConfig;
+use crate::shm::{Arena, Lease};
 use complete::Complete;
 use dispatch::Outgoing;
 use supervisor::Command;
@@ -114,6 +118,9 @@ struct Entry {
     /// The `RUN` frame, kept until the task starts so it can be sent to another worker if this
     /// one dies first.
     frame: Option<Arc<Vec<u8>>>,
+    /// The input, when it is in the pool's shared region: held until the worker is done with the
+    /// task (the entry is dropped), which is after it decoded the input.
+    input: Option<Lease>,
     /// `None` once the handle was resolved by the pool itself (cancel, timeout).
     completer: Option<Box<dyn Complete>>,
     place: Place,
@@ -130,6 +137,9 @@ pub(crate) struct Conn {
     pid: u32,
     pidfd: OwnedFd,
     stream: UnixStream,
+    /// The generation of the pool's input region this worker was last sent (0: none). Written by
+    /// the one thread writing to the worker at a time.
+    announced: AtomicU64,
 }
 
 /// One worker position of the pool; its process is replaced when it dies.
@@ -223,6 +233,8 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     on_worker_start: Option<StartHook>,
     on_worker_stop: Option<StopHook>,
+    /// The region that carries large inputs to every worker. Locked only to hand out space.
+    inputs: Mutex<Arena>,
 }
 
 /// The builder's hook for a worker that started: `(index, pid)`.

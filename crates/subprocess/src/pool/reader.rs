@@ -16,7 +16,8 @@
 //! it; completions, writes and stop requests run after it is dropped. Never held while reading
 //! from the socket.
 
-use std::os::unix::net::UnixStream;
+use std::collections::VecDeque;
+use std::os::fd::AsFd;
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,8 +28,9 @@ use super::complete::{Complete, ID_LEN, decode_error, deliver};
 use super::shutdown::EXIT_GRACE;
 use super::{Conn, Core, Place, Shared, relock};
 use crate::entry::Kind;
-use crate::protocol::{self, FrameReader};
-use crate::{process, stop};
+use crate::protocol::{self, FdReader, FrameReader};
+use crate::shm::{Lease, Region};
+use crate::{payload, process, stop};
 use polyexec_core::Outcome;
 
 /// How long a worker's reader polls without sleeping after the last frame it received.
@@ -74,15 +76,14 @@ impl Drop for Spinner {
     }
 }
 
-/// Reads without blocking (`MSG_DONTWAIT`) from a socket that is otherwise blocking.
-struct NoWait<'a>(&'a UnixStream);
-
-impl std::io::Read for NoWait<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        rustix::net::recv(self.0, buf, rustix::net::RecvFlags::DONTWAIT)
-            .map(|(n, _)| n)
-            .map_err(Into::into)
-    }
+/// A result read, to deliver once the lock is released.
+enum Delivery {
+    /// A `DONE_OK` frame, in the reader.
+    Output(protocol::FrameRef),
+    /// A `DONE_ERR` frame, in the reader.
+    Error(protocol::FrameRef),
+    /// A `DONE_SHARED` frame's output, in the worker's region.
+    Shared(Lease),
 }
 
 impl Shared {
@@ -160,7 +161,11 @@ impl Shared {
     /// A worker's reader thread: resolves its results until it dies, then settles its tasks.
     pub(super) fn read_worker(self: Arc<Self>, conn: &Conn, mut child: Child) {
         let mut reader = FrameReader::new();
-        let mut done: Vec<(Box<dyn Complete>, bool, protocol::FrameRef)> = Vec::new();
+        let mut done: Vec<(Box<dyn Complete>, Delivery)> = Vec::new();
+        // Descriptors received, until their region frame is parsed; the worker's region of
+        // outputs. Outputs still held by handles keep their region mapped after this thread ends.
+        let mut fds = VecDeque::new();
+        let mut outputs: Option<Arc<Region>> = None;
         let mut jobs = Vec::new();
         let timed = self.config.timeout.is_some();
         let mut spin_until: Option<Instant> = None;
@@ -171,10 +176,15 @@ impl Shared {
             // caller that waits for each result), and a sleeping reader costs a wake-up each.
             // Not inside a large frame: its sender is writing the rest, so a blocking read waits
             // no longer than the transfer, and reads into the frame's uninitialized capacity
-            // (`NoWait` implements only `read`, so `read_to_end` would zero-fill it first).
+            // (`FdReader` implements only `read`, so `read_to_end` would zero-fill it first).
             let filled = match spin_until {
                 Some(until) if !reader.in_large_frame() => {
-                    match reader.fill(&mut NoWait(&conn.stream)) {
+                    let mut nowait = FdReader {
+                        socket: conn.stream.as_fd(),
+                        fds: &mut fds,
+                        wait: false,
+                    };
+                    match reader.fill(&mut nowait) {
                         Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                             if Instant::now() >= until {
                                 spin_until = None;
@@ -186,7 +196,11 @@ impl Shared {
                         other => other,
                     }
                 }
-                _ => reader.fill(&mut &conn.stream),
+                _ => reader.fill(&mut FdReader {
+                    socket: conn.stream.as_fd(),
+                    fds: &mut fds,
+                    wait: true,
+                }),
             };
             // Until end of stream (the worker exited or was killed) or a read error.
             if !matches!(filled, Ok(true)) {
@@ -207,11 +221,39 @@ impl Shared {
                             break;
                         }
                     };
-                    let Some((id, _)) = protocol::split_id(reader.body(&frame)) else {
+                    let Some((id, rest)) = protocol::split_id(reader.body(&frame)) else {
                         broken = true;
                         break;
                     };
                     match frame.tag {
+                        protocol::OUTPUT_REGION => {
+                            // `id` is the region's generation. A worker whose region cannot be
+                            // mapped (or is not sealed) cannot deliver outputs through it.
+                            let region = fds
+                                .pop_front()
+                                .and_then(|fd| Region::open(fd, true, id).ok());
+                            outputs = region.map(Arc::new);
+                            if outputs.is_none() {
+                                broken = true;
+                                break;
+                            }
+                        }
+                        protocol::DONE_SHARED => {
+                            let lease = payload::Place::parse(rest).and_then(|place| {
+                                let region = outputs
+                                    .as_ref()
+                                    .filter(|r| r.generation() == place.generation)?;
+                                Lease::open(Arc::clone(region), place.offset, place.len)
+                            });
+                            let Some(lease) = lease else {
+                                broken = true;
+                                break;
+                            };
+                            // Not wanted any more: dropping the lease releases the output.
+                            if let Some(completer) = Self::on_done(&mut core, conn, id) {
+                                done.push((completer, Delivery::Shared(lease)));
+                            }
+                        }
                         protocol::STARTED => {
                             if self.on_started(&mut core, conn, id, now) {
                                 stops.push(id);
@@ -219,7 +261,12 @@ impl Shared {
                         }
                         protocol::DONE_OK | protocol::DONE_ERR => {
                             if let Some(completer) = Self::on_done(&mut core, conn, id) {
-                                done.push((completer, frame.tag == protocol::DONE_OK, frame));
+                                let delivery = if frame.tag == protocol::DONE_OK {
+                                    Delivery::Output(frame)
+                                } else {
+                                    Delivery::Error(frame)
+                                };
+                                done.push((completer, delivery));
                             }
                         }
                         _ => {
@@ -231,27 +278,37 @@ impl Shared {
                 self.dispatch(&mut core, &mut jobs);
                 self.notify_if_idle(&core);
             }
-            for (completer, ok, frame) in done.drain(..) {
+            for (completer, delivery) in done.drain(..) {
                 if completer.is_abandoned() {
-                    // Nobody can see the result: neither copy nor decode it (beyond its kind,
-                    // for the counters).
-                    self.counters.count(if ok {
-                        Outcome::Succeeded
-                    } else {
-                        Outcome::of_error(&decode_error(&reader.body(&frame)[ID_LEN..]))
+                    // Nobody can see the result: neither copy nor decode it (a shared output is
+                    // released as the delivery is dropped), beyond its kind, for the counters.
+                    self.counters.count(match &delivery {
+                        Delivery::Output(_) | Delivery::Shared(_) => Outcome::Succeeded,
+                        Delivery::Error(frame) => {
+                            Outcome::of_error(&decode_error(&reader.body(frame)[ID_LEN..]))
+                        }
                     });
                     deliver(|| drop(completer));
-                } else if ok {
-                    self.counters.count(Outcome::Succeeded);
-                    // Decoded by the handle's joiner (see `complete`): a copy of a small body
-                    // out of the shared buffer, a large one's own buffer moved.
-                    let body = reader.take_body(&frame, Vec::new);
-                    deliver(|| completer.succeed(body));
-                } else {
-                    // `split_id` accepted this body above: it holds an id.
-                    let err = decode_error(&reader.body(&frame)[ID_LEN..]);
-                    self.counters.count(Outcome::of_error(&err));
-                    deliver(|| completer.fail(err));
+                    continue;
+                }
+                match delivery {
+                    Delivery::Output(frame) => {
+                        self.counters.count(Outcome::Succeeded);
+                        // Decoded by the handle's joiner (see `complete`): a copy of a small
+                        // body out of the shared buffer, a large one's own buffer moved.
+                        let body = reader.take_body(&frame, Vec::new);
+                        deliver(|| completer.succeed(body));
+                    }
+                    Delivery::Shared(lease) => {
+                        self.counters.count(Outcome::Succeeded);
+                        deliver(|| completer.succeed_shared(lease));
+                    }
+                    Delivery::Error(frame) => {
+                        // `split_id` accepted this body above: it holds an id.
+                        let err = decode_error(&reader.body(&frame)[ID_LEN..]);
+                        self.counters.count(Outcome::of_error(&err));
+                        deliver(|| completer.fail(err));
+                    }
                 }
             }
             self.write(&mut jobs);

@@ -15,7 +15,7 @@
 //! dispatch to it, or to count a failed start.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,7 @@ impl Shared {
                 pid,
                 pidfd,
                 stream,
+                announced: AtomicU64::new(0),
             });
             slot_state.conn = Some(Arc::clone(&conn));
             self.counters.worker_started();
