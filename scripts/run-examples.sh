@@ -15,7 +15,7 @@ cargo build --release --all-features --examples
 mapfile -t backends < <(run seed --list-backends)
 echo "backends compiled in: ${backends[*]}"
 
-examples=(seed io_bound http cpu_bound errors map_progress soak)
+examples=(seed io_bound http cpu_bound errors map_progress soak tracing)
 for backend in "${backends[@]}"; do
   for example in "${examples[@]}"; do
     echo

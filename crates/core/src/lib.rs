@@ -40,6 +40,7 @@ mod handle;
 mod inline;
 mod join;
 mod map;
+mod metrics;
 mod offload;
 #[cfg(feature = "tokio")]
 mod runtime;
@@ -65,6 +66,7 @@ pub use join::{
     wait_any,
 };
 pub use map::{Map, MapStream, MapUnordered};
+pub use metrics::{CountScope, Counters, Metrics, Outcome, TaskCount};
 
 pub use offload::unblock;
 #[cfg(feature = "tokio")]

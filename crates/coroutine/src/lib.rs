@@ -46,5 +46,6 @@
 mod event_loop;
 mod runner;
 mod task;
+mod trace;
 
 pub use event_loop::{EventLoop, EventLoopBuilder};

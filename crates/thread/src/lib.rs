@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod pool;
+mod trace;
 mod worker;
 
 pub use pool::{ThreadPool, ThreadPoolBuilder};
