@@ -93,9 +93,9 @@ pub(crate) struct SpawnConfig {
     pub(crate) key: [u8; 16],
     pub(crate) timeout: Option<Duration>,
     pub(crate) init: Option<TaskAddr>,
-    pub(crate) init_arg: Vec<u8>,
     /// Large payloads may travel through shared-memory regions.
     pub(crate) shared_memory: bool,
+    pub(crate) init_arg: Vec<u8>,
 }
 
 /// A worker that has been started and greeted.
@@ -157,8 +157,8 @@ pub(crate) fn start(config: &SpawnConfig, index: u32) -> Result<Started, StartEr
         key: config.key,
         timeout: config.timeout,
         init: config.init,
-        init_arg: config.init_arg.clone(),
         shared_memory: config.shared_memory,
+        init_arg: config.init_arg.clone(),
     };
     let mut frame = Vec::with_capacity(64);
     protocol::push_message(&mut frame, protocol::HELLO, &hello);

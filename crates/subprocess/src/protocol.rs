@@ -75,10 +75,10 @@ pub(crate) struct Hello {
     /// The per-task time limit; the worker enforces it on async tasks itself.
     pub(crate) timeout: Option<Duration>,
     pub(crate) init: Option<TaskAddr>,
-    /// The initializer's argument, encoded (empty for an initializer without one).
-    pub(crate) init_arg: Vec<u8>,
     /// Large outputs may come back through a shared-memory region.
     pub(crate) shared_memory: bool,
+    /// The initializer's argument, encoded (empty for an initializer without one).
+    pub(crate) init_arg: Vec<u8>,
 }
 
 /// A worker's answer to [`Hello`] when it accepts to serve.

@@ -40,8 +40,8 @@ fn config(key: &Key) -> SpawnConfig {
         key: key.bytes(),
         timeout: None,
         init: None,
-        init_arg: Vec::new(),
         shared_memory: false,
+        init_arg: Vec::new(),
     }
 }
 
@@ -151,8 +151,8 @@ fn a_worker_refuses_a_hello_of_another_build() {
             key: [0; 16],
             timeout: None,
             init: None,
-            init_arg: Vec::new(),
             shared_memory: false,
+            init_arg: Vec::new(),
         };
         let mut frame = Vec::new();
         protocol::push_message(&mut frame, protocol::HELLO, &hello);

@@ -311,8 +311,8 @@ impl ProcessPoolBuilder {
                 key: key.bytes(),
                 timeout: self.task_timeout,
                 init: self.initializer.map(|addr| addr(&key)),
-                init_arg,
                 shared_memory: self.shared_memory,
+                init_arg,
             },
             timeout: self.task_timeout,
             max_tasks: self.max_tasks_per_worker,
@@ -340,10 +340,10 @@ impl ProcessPoolBuilder {
             supervisor: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
             finish: Mutex::new(()),
+            inputs: Mutex::new(Arena::readers_only()),
             counters: polyexec_core::Counters::new(0),
             on_worker_start: self.on_worker_start,
             on_worker_stop: self.on_worker_stop,
-            inputs: Mutex::new(Arena::readers_only()),
         });
         let (started_tx, started_rx) = mpsc::channel();
         let supervisor_shared = Arc::clone(&shared);

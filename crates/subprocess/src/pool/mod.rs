@@ -228,13 +228,13 @@ pub(crate) struct Shared {
     readers: Mutex<Vec<JoinHandle<()>>>,
     /// Serializes the end of shutdown: a second caller returns only once the workers are gone.
     finish: Mutex<()>,
+    /// The region that carries large inputs to every worker. Locked only to hand out space.
+    inputs: Mutex<Arena>,
     /// What `metrics()` reads. Every outcome is counted where the pool takes a task's completer
     /// out of its entry, which happens exactly once per task.
     counters: Arc<Counters>,
     on_worker_start: Option<StartHook>,
     on_worker_stop: Option<StopHook>,
-    /// The region that carries large inputs to every worker. Locked only to hand out space.
-    inputs: Mutex<Arena>,
 }
 
 /// The builder's hook for a worker that started: `(index, pid)`.

@@ -280,8 +280,8 @@ impl Shared {
             }
             for (completer, delivery) in done.drain(..) {
                 if completer.is_abandoned() {
-                    // Nobody can see the result: neither copy nor decode it (a shared output is
-                    // released as the delivery is dropped), beyond its kind, for the counters.
+                    // Nobody can see the result: neither copy nor decode it (beyond its kind,
+                    // for the counters; a shared output is released as the delivery is dropped).
                     self.counters.count(match &delivery {
                         Delivery::Output(_) | Delivery::Shared(_) => Outcome::Succeeded,
                         Delivery::Error(frame) => {
