@@ -48,6 +48,7 @@ mod set;
 mod spin;
 mod task;
 mod time;
+mod trace;
 
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
@@ -78,3 +79,10 @@ pub use task::{
     install_panic_hook, panic_error,
 };
 pub use time::sleep;
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub use trace::task_span;
+/// The `tracing` crate, for [`traced!`]'s expansion in backend crates.
+#[cfg(feature = "tracing")]
+#[doc(hidden)]
+pub use tracing as __tracing;

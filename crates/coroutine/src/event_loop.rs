@@ -17,7 +17,7 @@ use slab::Slab;
 
 use crate::runner;
 use crate::task::{Guarded, OkOutput, Timeout, run_local};
-use crate::trace::traced;
+use polyexec_core::traced;
 
 /// Inputs per loop task in `map` (see `preferred_chunk_size`).
 const MAP_CHUNK: usize = 64;
@@ -436,7 +436,12 @@ impl Executor for EventLoop {
     {
         assert_portable(&task);
         // `Guarded` catches a panic of `task`: it is called inside the first poll.
-        self.submit(traced!(async move { Ok(task(input)) }, "blocking", F))
+        self.submit(traced!(
+            async move { Ok(task(input)) },
+            "coroutine",
+            "blocking",
+            F
+        ))
     }
 
     #[inline]
@@ -461,7 +466,9 @@ impl Executor for EventLoop {
         let _tokio = (!crate::runner::is_loop_thread_of(&self.shared))
             .then(|| polyexec_core::enter_tokio(&self.tokio));
         match catch_task(|| task(input)) {
-            Ok(future) => self.submit_timed(traced!(OkOutput::new(future), "async", F)),
+            Ok(future) => {
+                self.submit_timed(traced!(OkOutput::new(future), "coroutine", "async", F))
+            }
             Err(err) => {
                 self.shared.counters.count_submitted();
                 refused(&self.shared, err)

@@ -46,6 +46,5 @@
 mod event_loop;
 mod runner;
 mod task;
-mod trace;
 
 pub use event_loop::{EventLoop, EventLoopBuilder};

@@ -161,6 +161,10 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, hooks: Hooks) {
         None => Ok(()),
     };
     let failed = started.is_err();
+    if !failed {
+        // Before `build()` hears of this thread: a loop it returns counts every thread alive.
+        shared.counters.worker_started();
+    }
     let _ = hooks.ready.send(started);
     drop(hooks.ready);
     if failed {
@@ -174,7 +178,6 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, hooks: Hooks) {
     let scope = shared
         .counters
         .enter(Some(index), polyexec_core::Outcome::Cancelled);
-    shared.counters.worker_started();
     #[cfg(feature = "tracing")]
     tracing::info!(backend = "coroutine", worker = index, "loop thread started");
     // The reactor (timers, I/O) is driven by this `block_on` whenever the loop waits or yields.

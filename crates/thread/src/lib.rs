@@ -28,7 +28,6 @@
 #![forbid(unsafe_code)]
 
 mod pool;
-mod trace;
 mod worker;
 
 pub use pool::{ThreadPool, ThreadPoolBuilder};

@@ -18,8 +18,8 @@ use polyexec_core::{
 };
 use slab::Slab;
 
-use crate::trace::traced;
 use crate::worker;
+use polyexec_core::traced;
 
 /// A message to the workers.
 pub(crate) enum Msg {
@@ -272,6 +272,7 @@ impl ThreadPool {
                 count.finish(&result);
                 result
             },
+            "thread",
             "blocking",
             F
         ))
@@ -296,6 +297,7 @@ impl ThreadPool {
     {
         self.submit_async(traced!(
             catch_async((), move |()| future_once(future)),
+            "thread",
             "async",
             Fut
         ))
@@ -444,6 +446,7 @@ impl Executor for ThreadPool {
                 count.finish(&result);
                 result
             },
+            "thread",
             "blocking",
             F
         ))
@@ -457,7 +460,7 @@ impl Executor for ThreadPool {
         Fut::Output: Portable,
     {
         assert_portable(&task);
-        self.submit_async(traced!(catch_async(input, task), "async", F))
+        self.submit_async(traced!(catch_async(input, task), "thread", "async", F))
     }
 
     fn workers(&self) -> usize {

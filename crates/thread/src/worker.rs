@@ -44,6 +44,10 @@ pub(crate) fn run(
         None => Ok(()),
     };
     let failed = started.is_err();
+    if !failed {
+        // Before `build()` hears of this worker: a pool it returns counts every worker alive.
+        shared.counters.worker_started();
+    }
     let _ = ready.send(started);
     drop(ready);
     if failed {
@@ -52,7 +56,6 @@ pub(crate) fn run(
     // Tasks that finish here, or are dropped here after a cancel, count on this worker's stripe
     // (inside the task, before its result is published).
     let _scope = shared.counters.enter(Some(index), Outcome::Cancelled);
-    shared.counters.worker_started();
     #[cfg(feature = "tracing")]
     tracing::info!(backend = "thread", worker = index, "worker started");
     serve(&shared, index);
