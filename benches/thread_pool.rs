@@ -20,7 +20,7 @@ mod common;
 use std::hint::black_box;
 use std::thread::JoinHandle;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use crossbeam_channel::{Sender, unbounded};
 use polyexec::Executor;
 use polyexec::thread::ThreadPool;
@@ -347,4 +347,38 @@ criterion_group!(
     map_default_chunk,
     cpu
 );
-criterion_main!(benches);
+/// `thread_pool count ROUNDS`: instead of criterion, ROUNDS rounds of 1,000 tasks submitted
+/// then joined on a two-worker pool, and exit; for instruction counts, which no load blurs
+/// (callgrind runs one thread at a time):
+///
+/// ```text
+/// cargo bench --bench thread_pool --no-run
+/// BIN=$(ls target/release/deps/thread_pool-* | grep -v '\.d$')
+/// for rounds in 0 50; do
+///   valgrind --tool=callgrind --callgrind-out-file=/dev/null $BIN count $rounds 2>&1 | grep Collected
+/// done
+/// ```
+///
+/// Instructions per task = (count at 50 rounds − count at 0 rounds) / 50,000.
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, rounds] = args.as_slice() {
+        if mode == "count" {
+            let pool = ThreadPool::builder()
+                .workers(WORKERS)
+                .build()
+                .expect("pool");
+            for _ in 0..rounds.parse::<usize>().expect("rounds: a number") {
+                let handles: Vec<_> = (0..1_000u64)
+                    .map(|i| pool.spawn(i, |x: u64| x + 1))
+                    .collect();
+                for h in handles {
+                    black_box(h.join().expect("task"));
+                }
+            }
+            return;
+        }
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -4,8 +4,9 @@
 //! (a cheap, uneven CPU task). `map` is lazy and bounded: it submits inputs only as results are
 //! consumed, in chunks (`--chunk`, default: the backend's preferred size, larger where each
 //! hand-over is a message to another process), and yields the results in input order, so the
-//! loop below can advance an indicatif progress bar as it goes. The bar is hidden when stdout is
-//! not a terminal.
+//! loop below can advance an indicatif progress bar as it goes. Beside the bar, a live line from
+//! `Executor::metrics()`: tasks running and queued, finished, workers alive and restarted. The
+//! bar is hidden when stdout is not a terminal; the final metrics are printed at the end.
 //!
 //! ```text
 //! cargo run --release --example map_progress
@@ -38,6 +39,20 @@ fn collatz_steps(n: u64) -> u32 {
     steps
 }
 
+/// One line from the executor's counters. (`map` sends its inputs in chunks: a task here is a
+/// chunk.)
+fn live_line(m: &polyexec::Metrics) -> String {
+    format!(
+        "tasks: {} running, {} queued, {} done ({} failed); workers {} (restarted {})",
+        m.running(),
+        m.queued(),
+        common::thousands(m.finished()),
+        m.finished() - m.succeeded(),
+        m.workers(),
+        m.worker_restarts()
+    )
+}
+
 fn main() -> common::Res {
     polyexec::init();
     let mut args = common::Common::parse(USAGE)?;
@@ -61,7 +76,7 @@ fn main() -> common::Res {
 
     let bar = common::progress_bar(
         inputs,
-        "{spinner} [{bar:40}] {human_pos}/{human_len} {per_sec:0} eta {eta}",
+        "{spinner} [{bar:40}] {human_pos}/{human_len} {per_sec:0} eta {eta}  {msg}",
     );
     let start = Instant::now();
     let (mut longest, mut longest_at) = (0, 0);
@@ -72,10 +87,15 @@ fn main() -> common::Res {
         }
         // Advancing the bar is cheap: indicatif redraws at most a few times per second.
         bar.inc(1);
+        // Reading the metrics is cheap too (a few dozen relaxed loads), but not per input.
+        if n % 4096 == 0 {
+            bar.set_message(live_line(&exec.metrics()));
+        }
     }
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
 
+    println!("metrics: {}", live_line(&exec.metrics()));
     println!(
         "longest: {longest_at} takes {longest} steps to reach 1 (of the start values 1..={inputs})"
     );

@@ -27,7 +27,7 @@ if [[ -z ${POLYEXEC_CLUSTER_URL:-} ]]; then
 fi
 echo "backends compiled in: ${backends[*]}"
 
-examples=(seed io_bound http cpu_bound errors map_progress soak)
+examples=(seed io_bound http cpu_bound errors map_progress soak tracing)
 for backend in "${backends[@]}"; do
   for example in "${examples[@]}"; do
     echo

@@ -392,6 +392,10 @@ impl Executor for AnyExecutor {
         delegate!(self, e => e.workers())
     }
 
+    fn metrics(&self) -> polyexec_core::Metrics {
+        delegate!(self, e => e.metrics())
+    }
+
     fn backend_name(&self) -> &'static str {
         delegate!(self, e => e.backend_name())
     }

@@ -85,9 +85,9 @@ mod backend;
 pub use backend::{AnyExecutor, Backend, UnknownBackend};
 pub use polyexec_core::{
     AbortHandle, AsCompleted, AsyncTask, BlockingTask, BuildError, CodecError, CodecStage,
-    Executor, FirstResolved, JoinAll, Map, MapOptions, MapStream, MapUnordered, Panic, Portable,
-    SpawnOptions, TaskError, TaskHandle, TaskSet, WorkerExit, as_completed, block_on, join_all,
-    join_all_async, select_any, sleep, unblock, wait_any,
+    Executor, FirstResolved, JoinAll, Map, MapOptions, MapStream, MapUnordered, Metrics, Panic,
+    Portable, SpawnOptions, TaskError, TaskHandle, TaskSet, WorkerExit, as_completed, block_on,
+    join_all, join_all_async, select_any, sleep, unblock, wait_any,
 };
 
 /// The thread-pool backend: [`ThreadPool`](thread::ThreadPool).

@@ -42,6 +42,7 @@ pub(crate) fn probe_child(backend: Backend, workers: Option<usize>, tasks: u32) 
     }
     let after = exec.spawn(1u8, |x: u8| x + 1).join() == Ok(2);
     println!("after {}", if after { "ok" } else { "failed" });
+    println!("restarts {}", exec.metrics().worker_restarts());
     Ok(())
 }
 
@@ -91,6 +92,7 @@ pub(crate) fn measure(backend: Backend, workers: usize, tasks: u32) -> Result<Cr
 
     let mut crash_index = None;
     let (mut others_ok, mut others_failed, mut error, mut after) = (0, 0, None, false);
+    let mut worker_restarts = None;
     for line in &lines {
         let mut words = line.splitn(3, ' ');
         match (words.next(), words.next(), words.next()) {
@@ -101,6 +103,7 @@ pub(crate) fn measure(backend: Backend, workers: usize, tasks: u32) -> Result<Cr
             }
             (Some("err"), Some(_), _) => others_failed += 1,
             (Some("after"), Some(word), _) => after = word == "ok",
+            (Some("restarts"), Some(n), _) => worker_restarts = n.parse().ok(),
             _ => {}
         }
     }
@@ -118,6 +121,7 @@ pub(crate) fn measure(backend: Backend, workers: usize, tasks: u32) -> Result<Cr
         others_failed,
         error,
         executor_ok_after: after,
+        worker_restarts,
     })
 }
 

@@ -243,6 +243,17 @@ pub(crate) fn table(report: &Report) -> String {
             &b.backend,
         )
     });
+    row("  workers restarted (metrics)".into(), &|b, n| {
+        cell(
+            &b.crash,
+            |c| match c.worker_restarts {
+                Some(restarts) => restarts.to_string(),
+                None => "-".into(),
+            },
+            n,
+            &b.backend,
+        )
+    });
     row(
         format!("cancel tasks stuck for {} ms: next task", s.stuck_ms),
         &|b, n| {

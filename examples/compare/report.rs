@@ -183,6 +183,9 @@ pub(crate) struct Crash {
     pub(crate) error: Option<String>,
     /// Whether the executor still ran a task afterwards.
     pub(crate) executor_ok_after: bool,
+    /// Workers the executor started to replace dead ones, from its `metrics()` after the
+    /// test; `None` when the program did not live to tell.
+    pub(crate) worker_restarts: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]

@@ -59,7 +59,8 @@ pub enum TaskError {
     Transport(Box<str>),
 }
 
-/// What [`TaskError::Panicked`] carries: the panic's message and where it happened.
+/// What [`TaskError::Panicked`] carries: the panic's message, where it happened, and the
+/// backtrace when one was asked for.
 ///
 /// # Examples
 ///
@@ -81,6 +82,11 @@ pub struct Panic {
     pub message: String,
     /// `file:line:column` of the panic, when the panic hook could record it.
     pub location: Option<String>,
+    /// The stack at the panic, as text, when `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) asked
+    /// for backtraces in the process that ran the task: a worker process captures its own and
+    /// sends it back with the error. `None` otherwise.
+    #[serde(default)]
+    pub backtrace: Option<String>,
 }
 
 /// What [`TaskError::Codec`] carries: which conversion failed, and the codec's explanation.
@@ -120,7 +126,26 @@ impl TaskError {
         TaskError::Panicked(Box::new(Panic {
             message: message.into(),
             location,
+            backtrace: None,
         }))
+    }
+
+    /// This error with `backtrace` attached, if it is a [`TaskError::Panicked`]; other errors
+    /// are returned unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::TaskError;
+    /// let err = TaskError::panicked("boom", None).with_backtrace("0: main".into());
+    /// assert_eq!(err.panic_backtrace(), Some("0: main"));
+    /// ```
+    pub fn with_backtrace(mut self, backtrace: String) -> Self {
+        if let TaskError::Panicked(panic) = &mut self {
+            panic.backtrace = Some(backtrace);
+        }
+        self
     }
 
     /// A [`TaskError::Codec`] for this stage, with the codec's explanation.
@@ -277,6 +302,25 @@ impl TaskError {
     pub fn panic_location(&self) -> Option<&str> {
         match self {
             TaskError::Panicked(panic) => panic.location.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The backtrace of the panic, if the task panicked and a backtrace was captured: with
+    /// `RUST_BACKTRACE=1` (or `full`, or `RUST_LIB_BACKTRACE`) set for the process that ran the
+    /// task, a worker process included. Not part of the error's `Display`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::TaskError;
+    /// assert_eq!(TaskError::panicked("boom", None).panic_backtrace(), None);
+    /// assert_eq!(TaskError::Cancelled.panic_backtrace(), None);
+    /// ```
+    pub fn panic_backtrace(&self) -> Option<&str> {
+        match self {
+            TaskError::Panicked(panic) => panic.backtrace.as_deref(),
             _ => None,
         }
     }

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::map::{Map, MapStream, MapUnordered};
-use crate::{AsyncTask, BlockingTask, Portable, TaskHandle};
+use crate::{AsyncTask, BlockingTask, Metrics, Portable, TaskHandle};
 
 /// Runs portable tasks; implemented by every backend.
 ///
@@ -245,6 +245,28 @@ pub trait Executor: Send + Sync {
 
     /// How many tasks can run at the same time (threads, loop threads or worker processes).
     fn workers(&self) -> usize;
+
+    /// What the executor has done so far: tasks submitted, waiting, running, and how they
+    /// ended; workers alive and restarted. See [`Metrics`] for what each counter means.
+    ///
+    /// Cheap enough to call in a progress loop: it reads the counters without stopping the
+    /// workers. The default, for backends that keep no counters, reports only
+    /// [`workers`](Self::workers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use polyexec::Executor;
+    /// # let exec = polyexec_core::Inline;
+    /// let before = exec.metrics();
+    /// let _ = exec.spawn(1u8, |x: u8| x + 1).join();
+    /// println!("{:?}", exec.metrics()); // one line
+    /// assert!(exec.metrics().succeeded() >= before.succeeded());
+    /// ```
+    fn metrics(&self) -> Metrics {
+        Metrics::uncounted(self.workers())
+    }
 
     /// The backend's name, as accepted by the facade's runtime choice: `"coroutine"`,
     /// `"thread"` or `"subprocess"`.

@@ -820,6 +820,8 @@ impl<T> TaskHandle<T> {
                     return Poll::Pending;
                 }
                 let limit = timed.limit;
+                #[cfg(feature = "tracing")]
+                tracing::warn!(?limit, "task time limit reached: cancelling the task");
                 // Cancelled before it is dropped, so that a local task is stopped, not detached,
                 // and a remote one's worker is told.
                 if !timed.inner.cancel() && timed.inner.is_finished() {

@@ -40,6 +40,7 @@ mod handle;
 mod inline;
 mod join;
 mod map;
+mod metrics;
 mod offload;
 #[cfg(feature = "tokio")]
 mod runtime;
@@ -47,6 +48,7 @@ mod set;
 mod spin;
 mod task;
 mod time;
+mod trace;
 
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
@@ -65,6 +67,7 @@ pub use join::{
     wait_any,
 };
 pub use map::{Map, MapStream, MapUnordered};
+pub use metrics::{CountScope, Counters, Metrics, Outcome, TaskCount};
 
 pub use offload::unblock;
 #[cfg(feature = "tokio")]
@@ -76,3 +79,10 @@ pub use task::{
     install_panic_hook, panic_error,
 };
 pub use time::sleep;
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub use trace::task_span;
+/// The `tracing` crate, for [`traced!`]'s expansion in backend crates.
+#[cfg(feature = "tracing")]
+#[doc(hidden)]
+pub use tracing as __tracing;

@@ -1,6 +1,7 @@
 //! The portable task model: what a task is, and how it is run so that a panic becomes a value.
 
 use std::any::Any;
+use std::backtrace::{Backtrace, BacktraceStatus};
 use std::cell::RefCell;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
@@ -100,6 +101,9 @@ thread_local! {
     /// [`install_panic_hook`]. Read only after `catch_unwind` returned `Err`, so a stale value
     /// from a panic caught elsewhere is overwritten before it can be read.
     static LAST_PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The backtrace of the last panic on this thread, when backtraces are enabled; read as
+    /// the location is.
+    static LAST_PANIC_BACKTRACE: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 /// Installs, once per process, a panic hook that records the location of each panic so that
@@ -129,6 +133,16 @@ pub fn install_panic_hook() {
                     }
                 });
             }
+            // `capture` reads the environment once per process and is free when backtraces
+            // are off; `Disabled` and `Unsupported` leave no text.
+            let backtrace = Backtrace::capture();
+            let text =
+                (backtrace.status() == BacktraceStatus::Captured).then(|| backtrace.to_string());
+            let _ = LAST_PANIC_BACKTRACE.try_with(|slot| {
+                if let Ok(mut slot) = slot.try_borrow_mut() {
+                    *slot = text;
+                }
+            });
             previous(info);
         }));
     });
@@ -171,10 +185,18 @@ pub fn panic_error(payload: Box<dyn Any + Send>) -> TaskError {
         .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
         .ok()
         .flatten();
+    let backtrace = LAST_PANIC_BACKTRACE
+        .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
+        .ok()
+        .flatten();
     // The payload is dropped here, inside the caller's frame: a payload whose `Drop` panics would
     // otherwise escape from the executor. Such a payload is pathological; we let it abort.
     drop(payload);
-    TaskError::panicked(message, location)
+    let err = TaskError::panicked(message, location);
+    match backtrace {
+        Some(backtrace) => err.with_backtrace(backtrace),
+        None => err,
+    }
 }
 
 /// Runs a blocking task body, turning a panic into [`TaskError::Panicked`].

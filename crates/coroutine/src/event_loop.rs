@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use futures::task::AtomicWaker;
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Executor, Portable, SubmitGate, TaskError, TaskHandle,
-    assert_portable, catch_task,
+    AsyncTask, BlockingTask, BuildError, Counters, Executor, Metrics, Outcome, Portable,
+    SubmitGate, TaskError, TaskHandle, assert_portable, catch_task,
 };
 use slab::Slab;
 
 use crate::runner;
 use crate::task::{Guarded, OkOutput, Timeout, run_local};
+use polyexec_core::traced;
 
 /// Inputs per loop task in `map` (see `preferred_chunk_size`).
 const MAP_CHUNK: usize = 64;
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     stop_counted: AtomicBool,
     stop_uncounted: AtomicBool,
     size: usize,
+    /// What `metrics()` reads; each loop thread counts into its own stripe.
+    pub(crate) counters: Arc<Counters>,
     /// The runtime whose context the loop threads (and `spawn_async`, while it makes a task's
     /// future) enter, so that tasks can use tokio types.
     #[cfg(feature = "tokio")]
@@ -132,10 +135,16 @@ impl Shared {
     /// dropped unpolled). This is what resolves queued tasks while every loop thread is
     /// stalled in a blocking task.
     fn drain_here(self: &Arc<Self>) {
+        let _scope = self.counters.enter(None, Outcome::ShutDown);
         runner::with_current(self, || while self.executor.try_tick() {});
     }
 
     fn shutdown(self: &Arc<Self>, now: bool) {
+        // Reported by the first call only (the gate closes once).
+        #[cfg(feature = "tracing")]
+        if !self.gate.is_closed() {
+            tracing::info!(backend = "coroutine", immediate = now, "shutdown requested");
+        }
         // Waiting here for unfinished tasks would stall an event loop or a current-thread tokio
         // runtime: the shutdown goes on without this thread, which then panics with advice.
         let refused = !now
@@ -180,9 +189,15 @@ impl Shared {
     }
 
     fn finish_shutdown(self: &Arc<Self>, now: bool) {
+        #[cfg(feature = "tracing")]
+        let joined;
         {
             // Held while joining, so a concurrent shutdown returns only once the threads are gone.
             let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+            #[cfg(feature = "tracing")]
+            {
+                joined = !threads.is_empty();
+            }
             for handle in threads.drain(..) {
                 // A loop thread does not panic (tasks are caught); if one did, it is gone anyway.
                 let _ = handle.join();
@@ -201,6 +216,13 @@ impl Shared {
         // No task of the loop's can run any more; what tasks handed to `tokio::spawn` goes too.
         #[cfg(feature = "tokio")]
         self.tokio.shutdown();
+        #[cfg(feature = "tracing")]
+        if joined {
+            tracing::info!(
+                backend = "coroutine",
+                "shutdown complete: the loop threads are gone"
+            );
+        }
     }
 }
 
@@ -384,13 +406,21 @@ impl EventLoop {
         T: Send + 'static,
     {
         let shared = &*self.shared;
+        shared.counters.count_submitted();
         if !shared.gate.enter() {
-            return TaskHandle::ready(Err(TaskError::ShutDown));
+            return refused(shared, TaskError::ShutDown);
         }
         let task = shared.executor.spawn(Guarded::new(future));
         shared.gate.leave();
         TaskHandle::from_task(task)
     }
+}
+
+/// The handle of a task that ended at submission (refused, or its closure panicked), counted.
+#[cold]
+fn refused<T>(shared: &Shared, err: TaskError) -> TaskHandle<T> {
+    shared.counters.count(Outcome::of_error(&err));
+    TaskHandle::ready(Err(err))
 }
 
 impl Executor for EventLoop {
@@ -406,7 +436,12 @@ impl Executor for EventLoop {
     {
         assert_portable(&task);
         // `Guarded` catches a panic of `task`: it is called inside the first poll.
-        self.submit(async move { Ok(task(input)) })
+        self.submit(traced!(
+            async move { Ok(task(input)) },
+            "coroutine",
+            "blocking",
+            F
+        ))
     }
 
     #[inline]
@@ -431,8 +466,13 @@ impl Executor for EventLoop {
         let _tokio = (!crate::runner::is_loop_thread_of(&self.shared))
             .then(|| polyexec_core::enter_tokio(&self.tokio));
         match catch_task(|| task(input)) {
-            Ok(future) => self.submit_timed(OkOutput::new(future)),
-            Err(err) => TaskHandle::ready(Err(err)),
+            Ok(future) => {
+                self.submit_timed(traced!(OkOutput::new(future), "coroutine", "async", F))
+            }
+            Err(err) => {
+                self.shared.counters.count_submitted();
+                refused(&self.shared, err)
+            }
         }
     }
 
@@ -450,10 +490,11 @@ impl Executor for EventLoop {
         // user code (the input iterator) may run then.
         let inputs: Vec<I::Item> = inputs.into_iter().collect();
         let shared = &*self.shared;
+        shared.counters.count_submitted_many(inputs.len());
         if !shared.gate.enter() {
             return inputs
                 .iter()
-                .map(|_| TaskHandle::ready(Err(TaskError::ShutDown)))
+                .map(|_| refused(shared, TaskError::ShutDown))
                 .collect();
         }
         let mut tasks = Vec::with_capacity(inputs.len());
@@ -469,6 +510,12 @@ impl Executor for EventLoop {
 
     fn workers(&self) -> usize {
         self.shared.size
+    }
+
+    /// The loop does not tell queued tasks from started ones: every unfinished task counts as
+    /// running.
+    fn metrics(&self) -> Metrics {
+        self.shared.counters.snapshot(0)
     }
 
     /// 64: `map` runs 64 inputs per loop task. A loop task is cheap, but with one input each,
@@ -542,11 +589,66 @@ pub struct EventLoopBuilder {
     thread_name: Option<String>,
     stack_size: Option<usize>,
     task_timeout: Option<Duration>,
+    on_worker_start: Option<Hook>,
+    on_worker_stop: Option<Hook>,
     #[cfg(feature = "tokio")]
     tokio_handle: Option<tokio::runtime::Handle>,
 }
 
+/// A lifecycle hook of the builder, called with the loop thread's index.
+#[derive(Clone)]
+pub(crate) struct Hook(pub(crate) Arc<dyn Fn(usize) + Send + Sync>);
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
 impl EventLoopBuilder {
+    /// Runs `init(thread_index)` on each loop thread before it runs any task. `build()` waits
+    /// for every one and fails if one panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// static STARTED: AtomicUsize = AtomicUsize::new(0);
+    ///
+    /// let event_loop = polyexec_coroutine::EventLoop::builder()
+    ///     .threads(2)
+    ///     .on_worker_start(|_index| { STARTED.fetch_add(1, Ordering::SeqCst); })
+    ///     .build()?;
+    /// assert_eq!(STARTED.load(Ordering::SeqCst), 2);
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn on_worker_start(mut self, init: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_worker_start = Some(Hook(Arc::new(init)));
+        self
+    }
+
+    /// Runs `stop(thread_index)` on each loop thread as it exits at shutdown, after its last
+    /// task. A panic in it is caught and ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use polyexec_core::Executor;
+    /// static STOPPED: AtomicUsize = AtomicUsize::new(0);
+    ///
+    /// let event_loop = polyexec_coroutine::EventLoop::builder()
+    ///     .on_worker_stop(|_index| { STOPPED.fetch_add(1, Ordering::SeqCst); })
+    ///     .build()?;
+    /// event_loop.shutdown(); // returns once the loop threads are gone
+    /// assert_eq!(STOPPED.load(Ordering::SeqCst), 1);
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn on_worker_stop(mut self, stop: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_worker_stop = Some(Hook(Arc::new(stop)));
+        self
+    }
+
     /// Number of loop threads sharing the loop's task queue. Default: 1, the asyncio model.
     ///
     /// With more than one, ready tasks run in parallel and a blocking task stalls only its
@@ -647,7 +749,8 @@ impl EventLoopBuilder {
     /// # Errors
     ///
     /// [`BuildError::InvalidConfig`] for zero threads or a zero time limit;
-    /// [`BuildError::Start`] if a thread cannot be spawned (the threads already started are
+    /// [`BuildError::Start`] if a thread cannot be spawned or an
+    /// [`on_worker_start`](Self::on_worker_start) hook panics (the threads already started are
     /// stopped first).
     ///
     /// # Examples
@@ -685,6 +788,7 @@ impl EventLoopBuilder {
             stop_counted: AtomicBool::new(false),
             stop_uncounted: AtomicBool::new(false),
             size,
+            counters: Counters::new(size),
             task_timeout: self.task_timeout,
             #[cfg(feature = "tokio")]
             tokio: match self.tokio_handle.clone() {
@@ -702,13 +806,19 @@ impl EventLoopBuilder {
                 .expect("the runtime stops only at shutdown"),
             detached: AtomicBool::new(false),
         };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for index in 0..size {
             let mut builder = thread::Builder::new().name(format!("{prefix}-{index}"));
             if let Some(bytes) = self.stack_size {
                 builder = builder.stack_size(bytes);
             }
             let thread_shared = Arc::clone(&shared);
-            match builder.spawn(move || runner::run(thread_shared, index)) {
+            let hooks = runner::Hooks {
+                start: self.on_worker_start.clone(),
+                stop: self.on_worker_stop.clone(),
+                ready: ready_tx.clone(),
+            };
+            match builder.spawn(move || runner::run(thread_shared, index, hooks)) {
                 Ok(handle) => shared
                     .threads
                     .lock()
@@ -718,6 +828,22 @@ impl EventLoopBuilder {
                     return Err(BuildError::Start(format!(
                         "could not spawn event-loop thread {index}: {err}"
                     )));
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..size {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    return Err(BuildError::Start(format!(
+                        "an event-loop thread's start hook failed: {err}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(BuildError::Start(
+                        "an event-loop thread exited early".into(),
+                    ));
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use async_executor::{FallibleTask, LocalExecutor};
 
-use crate::event_loop::Shared;
+use crate::event_loop::{Hook, Shared};
 
 thread_local! {
     /// The loop whose tasks this thread polls: set for a loop thread's whole life, and for the
@@ -134,8 +134,15 @@ where
     })
 }
 
+/// The builder's lifecycle hooks, and where the thread reports that it started.
+pub(crate) struct Hooks {
+    pub(crate) start: Option<Hook>,
+    pub(crate) stop: Option<Hook>,
+    pub(crate) ready: std::sync::mpsc::Sender<Result<(), polyexec_core::TaskError>>,
+}
+
 /// The body of a loop thread.
-pub(crate) fn run(shared: Arc<Shared>, index: usize) {
+pub(crate) fn run(shared: Arc<Shared>, index: usize, hooks: Hooks) {
     let _marker = polyexec_core::enter_event_loop();
     // For the thread's whole life: tasks make their tokio resources in the loop's runtime,
     // whose own thread drives them and wakes the tasks through their (async-executor) wakers.
@@ -148,13 +155,46 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize) {
     CURRENT.with(|current| *current.borrow_mut() = Some(Arc::clone(&shared)));
     let local = Rc::new(LocalExecutor::new());
     LOCAL.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&local)));
+    // In the loop's contexts (tokio, the loop marker), as the tasks will be.
+    let started = match &hooks.start {
+        Some(Hook(start)) => polyexec_core::catch_task(|| start(index)),
+        None => Ok(()),
+    };
+    let failed = started.is_err();
+    if !failed {
+        // Before `build()` hears of this thread: a loop it returns counts every thread alive.
+        shared.counters.worker_started();
+    }
+    let _ = hooks.ready.send(started);
+    drop(hooks.ready);
+    if failed {
+        // `build()` fails and shuts the loop down; this thread never serves.
+        LOCAL.with(|slot| slot.borrow_mut().take());
+        CURRENT.with(|current| current.borrow_mut().take());
+        return;
+    }
+    // Tasks that finish here, or are dropped here after a cancel, count on this thread's stripe
+    // (inside the task, before its result is published).
+    let scope = shared
+        .counters
+        .enter(Some(index), polyexec_core::Outcome::Cancelled);
+    #[cfg(feature = "tracing")]
+    tracing::info!(backend = "coroutine", worker = index, "loop thread started");
     // The reactor (timers, I/O) is driven by this `block_on` whenever the loop waits or yields.
     async_io::block_on(serve(&shared, &local, index));
+    shared.counters.worker_stopped();
+    #[cfg(feature = "tracing")]
+    tracing::info!(backend = "coroutine", worker = index, "loop thread exited");
     LOCAL.with(|slot| slot.borrow_mut().take());
     // Local tasks still here were cancelled by an immediate shutdown; dropping the executor
     // drops their futures, on this thread as they require.
     drop(local);
+    drop(scope);
     CURRENT.with(|current| current.borrow_mut().take());
+    if let Some(Hook(stop)) = &hooks.stop {
+        // A panic here ends nothing but the hook: the thread is exiting anyway.
+        let _ = polyexec_core::catch_task(|| stop(index));
+    }
 }
 
 /// Runs the loop's tasks until the loop is told to stop (immediate shutdown) or has nothing

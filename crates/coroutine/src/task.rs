@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_io::Timer;
 use futures::FutureExt;
 use pin_project_lite::pin_project;
-use polyexec_core::{TaskError, panic_error};
+use polyexec_core::{TaskCount, TaskError, panic_error};
 
 use crate::event_loop::Shared;
 use crate::runner;
@@ -29,6 +29,8 @@ pin_project! {
     ///   their first poll never touch that registry: the fast path takes no lock and counts no
     ///   reference.
     pub(crate) struct Guarded<F> {
+        // First, so that it is dropped first (see `TaskCount::finish_in_place`). Zero-sized.
+        count: TaskCount,
         #[pin]
         inner: F,
         // Boxed: only tasks that wait have one, and inline it would make every task's cell
@@ -42,6 +44,7 @@ impl<F> Guarded<F> {
     #[inline]
     pub(crate) fn new(inner: F) -> Self {
         Guarded {
+            count: TaskCount::new(),
             inner,
             registration: None,
         }
@@ -60,14 +63,15 @@ where
         // Tasks are polled only by their loop's threads, or by a thread draining that loop in
         // `shutdown_now`; both have the loop in `runner::current`.
         if runner::current_is_stopping() {
-            return Poll::Ready(Err(TaskError::ShutDown));
+            return Poll::Ready(finished(this.count, Err(TaskError::ShutDown)));
         }
         let mut inner = this.inner;
         let poll = match panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Ready(result)) => return Poll::Ready(finished(this.count, result)),
             Ok(poll) => poll,
-            Err(payload) => return Poll::Ready(Err(panic_error(payload))),
+            Err(payload) => return Poll::Ready(finished(this.count, Err(panic_error(payload)))),
         };
-        if poll.is_pending() && this.registration.is_none() {
+        if this.registration.is_none() {
             if let Some(shared) = runner::current() {
                 let key = shared.register_waiting(cx.waker());
                 let stopping = shared.is_stopping();
@@ -81,6 +85,13 @@ where
         }
         poll
     }
+}
+
+/// Counts a task's result as it leaves the loop (`async-task` drops the future next).
+#[inline]
+fn finished<T>(count: &mut TaskCount, result: Result<T, TaskError>) -> Result<T, TaskError> {
+    count.finish_in_place(&result);
+    result
 }
 
 /// A task's entry in its loop's registry of waiting tasks; removed when the task's future is
@@ -157,7 +168,11 @@ where
             return Poll::Ready(result);
         }
         match Pin::new(timer).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(Err(TaskError::TimedOut(limit))),
+            Poll::Ready(_) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(?limit, "task time limit reached: dropping the task");
+                Poll::Ready(Err(TaskError::TimedOut(limit)))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -44,8 +44,8 @@ pub(crate) type AsyncRun = Pin<Box<dyn Future<Output = Result<Vec<u8>, TaskError
 /// An async trampoline: decodes the input and makes the task's future.
 pub(crate) type AsyncFn = fn(&[u8]) -> Result<AsyncRun, TaskError>;
 
-/// A per-worker initializer's trampoline.
-pub(crate) type InitFn = fn() -> Result<(), TaskError>;
+/// A per-worker initializer's trampoline, given the initializer's encoded argument.
+pub(crate) type InitFn = fn(&[u8]) -> Result<(), TaskError>;
 
 /// Which of the three trampoline signatures an address names. Part of the tag, so a blocking
 /// address can never be called as an async one.
@@ -158,6 +158,16 @@ impl Key {
     /// The initializer trampoline for `F`.
     pub(crate) fn init<F: Fn() + Copy>(&self) -> TaskAddr {
         self.address(Kind::Init, init_address::<F>())
+    }
+
+    /// The trampoline of an initializer `F` that takes an argument of type `A`.
+    pub(crate) fn init_with<F, A>(&self) -> TaskAddr
+    where
+        F: Fn(A) + Copy,
+        A: DeserializeOwned,
+    {
+        let f: InitFn = run_init_with::<F, A>;
+        self.address(Kind::Init, f as *const ())
     }
 
     /// Checks a frame's address: its kind is the one expected and its tag was made with this
@@ -323,9 +333,15 @@ where
     }))
 }
 
-fn run_init<F: Fn() + Copy>() -> Result<(), TaskError> {
+fn run_init<F: Fn() + Copy>(_arg: &[u8]) -> Result<(), TaskError> {
     let init: F = conjure::<F>();
     catch_task(init)
+}
+
+fn run_init_with<F: Fn(A) + Copy, A: DeserializeOwned>(arg: &[u8]) -> Result<(), TaskError> {
+    let arg: A = decode_input(arg)?;
+    let init: F = conjure::<F>();
+    catch_task(move || init(arg))
 }
 
 fn init_address<F: Fn() + Copy>() -> *const () {

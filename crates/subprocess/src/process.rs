@@ -95,6 +95,7 @@ pub(crate) struct SpawnConfig {
     pub(crate) init: Option<TaskAddr>,
     /// Large payloads may travel through shared-memory regions.
     pub(crate) shared_memory: bool,
+    pub(crate) init_arg: Vec<u8>,
 }
 
 /// A worker that has been started and greeted.
@@ -157,6 +158,7 @@ pub(crate) fn start(config: &SpawnConfig, index: u32) -> Result<Started, StartEr
         timeout: config.timeout,
         init: config.init,
         shared_memory: config.shared_memory,
+        init_arg: config.init_arg.clone(),
     };
     let mut frame = Vec::with_capacity(64);
     protocol::push_message(&mut frame, protocol::HELLO, &hello);

@@ -77,6 +77,8 @@ pub(crate) struct Hello {
     pub(crate) init: Option<TaskAddr>,
     /// Large outputs may come back through a shared-memory region.
     pub(crate) shared_memory: bool,
+    /// The initializer's argument, encoded (empty for an initializer without one).
+    pub(crate) init_arg: Vec<u8>,
 }
 
 /// A worker's answer to [`Hello`] when it accepts to serve.

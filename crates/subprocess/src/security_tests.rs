@@ -41,6 +41,7 @@ fn config(key: &Key) -> SpawnConfig {
         timeout: None,
         init: None,
         shared_memory: false,
+        init_arg: Vec::new(),
     }
 }
 
@@ -151,6 +152,7 @@ fn a_worker_refuses_a_hello_of_another_build() {
             timeout: None,
             init: None,
             shared_memory: false,
+            init_arg: Vec::new(),
         };
         let mut frame = Vec::new();
         protocol::push_message(&mut frame, protocol::HELLO, &hello);

@@ -98,7 +98,10 @@ fn serve(parent: Pid) -> i32 {
     }
     let key = Key::from_bytes(hello.key);
     if let Some(init) = hello.init {
-        if let Err(err) = key.resolve_init(init).and_then(|init| init()) {
+        if let Err(err) = key
+            .resolve_init(init)
+            .and_then(|init| init(&hello.init_arg))
+        {
             refuse(&stream, &format!("the worker initializer failed: {err}"));
             return EXIT_INIT_FAILED;
         }

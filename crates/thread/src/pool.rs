@@ -13,12 +13,13 @@ use async_task::Runnable;
 use crossbeam_channel::{Receiver, Sender};
 use pin_project_lite::pin_project;
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Executor, Portable, SubmitGate, TaskError, TaskHandle,
-    assert_portable, catch_async, catch_task,
+    AsyncTask, BlockingTask, BuildError, Counters, Executor, Metrics, Outcome, Portable,
+    SubmitGate, TaskCount, TaskError, TaskHandle, assert_portable, catch_async, catch_task,
 };
 use slab::Slab;
 
 use crate::worker;
+use polyexec_core::traced;
 
 /// A message to the workers.
 pub(crate) enum Msg {
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     stop_sent: AtomicBool,
     workers: Mutex<Vec<JoinHandle<()>>>,
     size: usize,
+    /// What `metrics()` reads; each worker counts into its own stripe.
+    pub(crate) counters: Arc<Counters>,
     /// The runtime whose context every worker enters, so that tasks can use tokio types.
     #[cfg(feature = "tokio")]
     pub(crate) tokio: polyexec_core::TokioRuntime,
@@ -59,6 +62,7 @@ impl Shared {
     /// with `ShutDown`) once an immediate shutdown has begun.
     fn schedule(&self, runnable: Runnable) {
         if self.aborting.load(Ordering::Acquire) {
+            let _scope = self.counters.enter(None, Outcome::ShutDown);
             drop(runnable);
         } else if let Err(err) = self.tx.send(Msg::Run(runnable)) {
             // Unreachable while `self` holds the receiver; dropping cancels the task anyway.
@@ -86,6 +90,11 @@ impl Shared {
     }
 
     fn shutdown(self: &Arc<Self>, now: bool) {
+        // Reported by the first call only (the gate closes once).
+        #[cfg(feature = "tracing")]
+        if !self.gate.is_closed() {
+            tracing::info!(backend = "thread", immediate = now, "shutdown requested");
+        }
         // Waiting here for queued or waiting tasks would stall an event loop or a current-thread
         // tokio runtime: the shutdown goes on without this thread, which then panics with advice.
         let refused =
@@ -121,6 +130,9 @@ impl Shared {
     /// task so that its schedule function drops it too.
     fn abort_pending(&self) {
         self.aborting.store(true, Ordering::Release);
+        // The tasks dropped here, and by the schedule calls the wake-ups below make, count as
+        // shut down.
+        let _scope = self.counters.enter(None, Outcome::ShutDown);
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 Msg::Run(runnable) => drop(runnable),
@@ -151,6 +163,8 @@ impl Shared {
         self.send_stops();
         // Held while joining, so a concurrent shutdown returns only once the workers are gone.
         let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        #[cfg(feature = "tracing")]
+        let joined = !workers.is_empty();
         for handle in workers.drain(..) {
             // A worker never panics (tasks are caught); if one did, it is gone all the same.
             let _ = handle.join();
@@ -158,6 +172,13 @@ impl Shared {
         // No task of the pool's can run any more; what tasks handed to `tokio::spawn` goes too.
         #[cfg(feature = "tokio")]
         self.tokio.shutdown();
+        #[cfg(feature = "tracing")]
+        if joined {
+            tracing::info!(
+                backend = "thread",
+                "shutdown complete: the workers are gone"
+            );
+        }
     }
 
     fn send_stops(&self) {
@@ -244,7 +265,17 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_blocking(async move { catch_task(task) })
+        let count = TaskCount::new();
+        self.submit_blocking(traced!(
+            async move {
+                let result = catch_task(task);
+                count.finish(&result);
+                result
+            },
+            "thread",
+            "blocking",
+            F
+        ))
     }
 
     /// Submits a future that may capture its environment: not portable. It is polled on the
@@ -264,7 +295,12 @@ impl ThreadPool {
         Fut: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_async(catch_async((), move |()| future_once(future)))
+        self.submit_async(traced!(
+            catch_async((), move |()| future_once(future)),
+            "thread",
+            "async",
+            Fut
+        ))
     }
 
     /// Queues a future that completes in its first poll (a blocking task). It is never woken,
@@ -277,7 +313,11 @@ impl ThreadPool {
         T: Send + 'static,
     {
         let shared = &*self.shared;
+        shared.counters.count_submitted();
         if !shared.gate.enter() {
+            // The future's `TaskCount` counts the refusal, as a shutdown's.
+            let _scope = shared.counters.enter(None, Outcome::ShutDown);
+            drop(future);
             return TaskHandle::ready(Err(TaskError::ShutDown));
         }
         let (runnable, task) = async_task::spawn(future, drop_runnable);
@@ -295,9 +335,16 @@ impl ThreadPool {
         T: Send + 'static,
     {
         let shared = &self.shared;
+        shared.counters.count_submitted();
         if !shared.gate.enter() {
-            return TaskHandle::ready(Err(TaskError::ShutDown));
+            return refused(shared);
         }
+        let count = TaskCount::new();
+        let future = async move {
+            let result = future.await;
+            count.finish(&result);
+            result
+        };
         let (runnable, task) = {
             let mut live = shared.lock_live();
             let entry = live.vacant_entry();
@@ -323,6 +370,14 @@ impl ThreadPool {
 /// Turns an owned future into the `Fn(()) -> Fut` shape `catch_async` takes.
 async fn future_once<Fut: Future>(future: Fut) -> Fut::Output {
     future.await
+}
+
+/// The handle of an async task refused at submission (before it has a `TaskCount`); the task
+/// counts as shut down.
+#[cold]
+fn refused<T>(shared: &Shared) -> TaskHandle<T> {
+    shared.counters.count(Outcome::ShutDown);
+    TaskHandle::ready(Err(TaskError::ShutDown))
 }
 
 fn drop_runnable(runnable: Runnable) {
@@ -383,7 +438,18 @@ impl Executor for ThreadPool {
         Out: Portable,
     {
         assert_portable(&task);
-        self.submit_blocking(async move { catch_task(move || task(input)) })
+        // Zero-sized: counting adds nothing to the task's cell.
+        let count = TaskCount::new();
+        self.submit_blocking(traced!(
+            async move {
+                let result = catch_task(move || task(input));
+                count.finish(&result);
+                result
+            },
+            "thread",
+            "blocking",
+            F
+        ))
     }
 
     fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
@@ -394,11 +460,15 @@ impl Executor for ThreadPool {
         Fut::Output: Portable,
     {
         assert_portable(&task);
-        self.submit_async(catch_async(input, task))
+        self.submit_async(traced!(catch_async(input, task), "thread", "async", F))
     }
 
     fn workers(&self) -> usize {
         self.shared.size
+    }
+
+    fn metrics(&self) -> Metrics {
+        self.shared.counters.snapshot(self.shared.rx.len())
     }
 
     fn backend_name(&self) -> &'static str {
@@ -471,6 +541,7 @@ pub struct ThreadPoolBuilder {
     thread_name: Option<String>,
     stack_size: Option<usize>,
     on_worker_start: Option<Initializer>,
+    on_worker_stop: Option<Initializer>,
     #[cfg(feature = "tokio")]
     tokio_handle: Option<tokio::runtime::Handle>,
 }
@@ -499,6 +570,30 @@ impl ThreadPoolBuilder {
     /// for every initializer and fails if one panics.
     pub fn on_worker_start(mut self, init: impl Fn(usize) + Send + Sync + 'static) -> Self {
         self.on_worker_start = Some(Arc::new(init));
+        self
+    }
+
+    /// Runs `stop(worker_index)` on each worker thread as it exits, after its last task (at
+    /// shutdown, graceful or immediate). A panic in it is caught and ignored: the thread exits
+    /// all the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use polyexec_core::Executor;
+    /// static STOPPED: AtomicUsize = AtomicUsize::new(0);
+    ///
+    /// let pool = polyexec_thread::ThreadPool::builder()
+    ///     .workers(2)
+    ///     .on_worker_stop(|_index| { STOPPED.fetch_add(1, Ordering::SeqCst); })
+    ///     .build()?;
+    /// pool.shutdown(); // returns once the workers are gone
+    /// assert_eq!(STOPPED.load(Ordering::SeqCst), 2);
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn on_worker_stop(mut self, stop: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_worker_stop = Some(Arc::new(stop));
         self
     }
 
@@ -562,6 +657,7 @@ impl ThreadPoolBuilder {
             stop_sent: AtomicBool::new(false),
             workers: Mutex::new(Vec::with_capacity(size)),
             size,
+            counters: Counters::new(size),
             #[cfg(feature = "tokio")]
             tokio: match self.tokio_handle.clone() {
                 Some(handle) => polyexec_core::TokioRuntime::from_handle(handle),
@@ -579,9 +675,12 @@ impl ThreadPoolBuilder {
                 builder = builder.stack_size(bytes);
             }
             let worker_shared = Arc::clone(&shared);
-            let init = self.on_worker_start.clone();
+            let hooks = worker::Hooks {
+                start: self.on_worker_start.clone(),
+                stop: self.on_worker_stop.clone(),
+            };
             let ready = ready_tx.clone();
-            let spawned = builder.spawn(move || worker::run(worker_shared, index, init, ready));
+            let spawned = builder.spawn(move || worker::run(worker_shared, index, hooks, ready));
             match spawned {
                 Ok(handle) => shared
                     .workers
@@ -619,6 +718,7 @@ impl fmt::Debug for ThreadPoolBuilder {
             .field("thread_name", &self.thread_name)
             .field("stack_size", &self.stack_size)
             .field("on_worker_start", &self.on_worker_start.is_some())
+            .field("on_worker_stop", &self.on_worker_stop.is_some())
             .finish_non_exhaustive()
     }
 }

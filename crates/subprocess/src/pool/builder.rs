@@ -8,12 +8,14 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use polyexec_core::{BuildError, assert_portable};
+use polyexec_core::{BuildError, Portable, WorkerExit, assert_portable};
+use serde::de::DeserializeOwned;
 
-use super::{Config, Core, IdMap, ProcessPool, Shared, Slot, State, relock};
+use super::{Config, Core, IdMap, ProcessPool, Shared, Slot, StartHook, State, StopHook, relock};
 use crate::entry::{Key, TaskAddr};
 use crate::error::HOOK_ADVICE;
 use crate::process::{self, SpawnConfig};
+use crate::protocol;
 use crate::shm::Arena;
 
 /// Configures a [`ProcessPool`].
@@ -42,6 +44,10 @@ pub struct ProcessPoolBuilder {
     max_tasks_per_worker: Option<u64>,
     task_timeout: Option<Duration>,
     initializer: Option<fn(&Key) -> TaskAddr>,
+    /// The initializer's argument, encoded; or why it could not be.
+    init_arg: Result<Vec<u8>, String>,
+    on_worker_start: Option<StartHook>,
+    on_worker_stop: Option<StopHook>,
     env: Vec<(OsString, OsString)>,
     handshake_timeout: Duration,
     crash_loop_limit: u32,
@@ -56,6 +62,9 @@ impl Default for ProcessPoolBuilder {
             max_tasks_per_worker: None,
             task_timeout: None,
             initializer: None,
+            init_arg: Ok(Vec::new()),
+            on_worker_start: None,
+            on_worker_stop: None,
             env: Vec::new(),
             handshake_timeout: Duration::from_secs(5),
             crash_loop_limit: 5,
@@ -68,6 +77,14 @@ impl Default for ProcessPoolBuilder {
 fn init_addr<F: Fn() + Copy>(key: &Key) -> TaskAddr {
     key.init::<F>()
 }
+
+fn init_with_addr<F: Fn(A) + Copy, A: DeserializeOwned>(key: &Key) -> TaskAddr {
+    key.init_with::<F, A>()
+}
+
+/// The longest encoded initializer argument: it travels in the handshake, whose frames are
+/// bounded.
+const MAX_INIT_ARG: usize = 512 << 10;
 
 impl ProcessPoolBuilder {
     /// Number of worker processes. Default: [`std::thread::available_parallelism`].
@@ -103,6 +120,102 @@ impl ProcessPoolBuilder {
     {
         assert_portable(&init);
         self.initializer = Some(init_addr::<F>);
+        self.init_arg = Ok(Vec::new());
+        self
+    }
+
+    /// Runs `init(arg)` in every worker process once, before it takes any task: Python's
+    /// `initializer` with `initargs`. `arg` is encoded here and decoded in each worker, so it
+    /// must be [`Portable`] (and, encoded, at most 512 KiB); `init` is a portable `fn(A)`.
+    /// Replaces an [`initializer`](Self::initializer) set before. If `init` panics, the worker
+    /// refuses to serve, as with `initializer`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// polyexec_subprocess::init();
+    /// fn connect((host, port): (String, u16)) {
+    ///     // open a connection in this worker, keep it in a `static` for its tasks
+    ///     # let _ = (host, port);
+    /// }
+    /// let pool = polyexec_subprocess::ProcessPool::builder()
+    ///     .initializer_with(("db.local".to_string(), 5432), connect)
+    ///     .build()?;
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn initializer_with<F, A>(mut self, arg: A, init: F) -> Self
+    where
+        F: Fn(A) + Copy + Send + Sync + 'static,
+        A: Portable,
+    {
+        assert_portable(&init);
+        self.initializer = Some(init_with_addr::<F, A>);
+        let mut encoded = Vec::new();
+        self.init_arg =
+            match polyexec_core::catch_task(|| protocol::encode_into(&arg, &mut encoded)) {
+                Ok(Ok(())) if encoded.len() <= MAX_INIT_ARG => Ok(encoded),
+                Ok(Ok(())) => Err(format!(
+                    "the initializer's argument is {} bytes encoded, more than the {MAX_INIT_ARG} \
+                 a handshake carries",
+                    encoded.len()
+                )),
+                Ok(Err(err)) => Err(format!(
+                    "could not encode the initializer's argument: {}",
+                    protocol::describe::<A>(err)
+                )),
+                Err(panic) => Err(format!(
+                    "could not encode the initializer's argument: {}",
+                    protocol::describe::<A>(panic)
+                )),
+            };
+        self
+    }
+
+    /// Calls `start(worker_index, pid)` in this process each time a worker process has started
+    /// and answered its handshake (the first ones and every replacement), as it is put to work
+    /// (its first tasks may be on their way to it already). It runs on the pool's supervisor
+    /// thread: keep it short, and do not wait on the
+    /// pool's tasks in it. A panic in it is caught and ignored.
+    ///
+    /// The lifecycle hooks of this backend run in the parent, where they see every worker's
+    /// start and end, a crash included (a worker that dies from a signal runs no code of its
+    /// own on the way out). Code that must run *inside* each worker goes in an
+    /// [`initializer`](Self::initializer) or [`initializer_with`](Self::initializer_with).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// polyexec_subprocess::init();
+    /// let pool = polyexec_subprocess::ProcessPool::builder()
+    ///     .on_worker_start(|index, pid| eprintln!("worker {index} started as pid {pid}"))
+    ///     .on_worker_stop(|index, pid, exit| eprintln!("worker {index} (pid {pid}) {exit}"))
+    ///     .build()?;
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn on_worker_start(mut self, start: impl Fn(usize, u32) + Send + Sync + 'static) -> Self {
+        self.on_worker_start = Some(Arc::new(start));
+        self
+    }
+
+    /// Calls `stop(worker_index, pid, exit)` in this process each time a worker process has
+    /// ended and been reaped (retired, crashed, killed for a time limit or a cancel, or stopped
+    /// at shutdown), after its tasks were settled. It runs on that worker's reader thread; see
+    /// [`on_worker_start`](Self::on_worker_start).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// polyexec_subprocess::init();
+    /// let pool = polyexec_subprocess::ProcessPool::builder()
+    ///     .on_worker_stop(|index, _pid, exit| eprintln!("worker {index} {exit}"))
+    ///     .build()?;
+    /// # Ok::<(), polyexec_core::BuildError>(())
+    /// ```
+    pub fn on_worker_stop(
+        mut self,
+        stop: impl Fn(usize, u32, WorkerExit) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_worker_stop = Some(Arc::new(stop));
         self
     }
 
@@ -187,6 +300,7 @@ impl ProcessPoolBuilder {
                  to the worker first: {HOOK_ADVICE}"
             )));
         }
+        let init_arg = self.init_arg.map_err(BuildError::InvalidConfig)?;
         polyexec_core::install_panic_hook();
         let key = Key::random()
             .map_err(|e| BuildError::Start(format!("could not get a random key: {e}")))?;
@@ -198,6 +312,7 @@ impl ProcessPoolBuilder {
                 timeout: self.task_timeout,
                 init: self.initializer.map(|addr| addr(&key)),
                 shared_memory: self.shared_memory,
+                init_arg,
             },
             timeout: self.task_timeout,
             max_tasks: self.max_tasks_per_worker,
@@ -226,6 +341,9 @@ impl ProcessPoolBuilder {
             readers: Mutex::new(Vec::new()),
             finish: Mutex::new(()),
             inputs: Mutex::new(Arena::readers_only()),
+            counters: polyexec_core::Counters::new(0),
+            on_worker_start: self.on_worker_start,
+            on_worker_stop: self.on_worker_stop,
         });
         let (started_tx, started_rx) = mpsc::channel();
         let supervisor_shared = Arc::clone(&shared);
@@ -257,6 +375,8 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("max_tasks_per_worker", &self.max_tasks_per_worker)
             .field("task_timeout", &self.task_timeout)
             .field("initializer", &self.initializer.is_some())
+            .field("on_worker_start", &self.on_worker_start.is_some())
+            .field("on_worker_stop", &self.on_worker_stop.is_some())
             .field("env", &self.env)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("crash_loop_limit", &self.crash_loop_limit)

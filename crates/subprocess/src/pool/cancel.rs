@@ -13,7 +13,7 @@
 //! One critical section finds the task and queues the cancel; the completer drop, writes and the
 //! stop request follow without it.
 
-use polyexec_core::Cancel;
+use polyexec_core::{Cancel, Outcome};
 
 use super::dispatch::control;
 use super::{Place, Shared};
@@ -25,6 +25,9 @@ impl Cancel for Shared {
         let dropped;
         let mut stop = None;
         let mut jobs = Vec::new();
+        // Reported after the lock is released: a subscriber is user code.
+        #[cfg(feature = "tracing")]
+        let mut running: Option<tracing::Span> = None;
         {
             let mut core = self.lock();
             let core = &mut *core;
@@ -47,6 +50,10 @@ impl Cancel for Shared {
                     }
                 }
                 Place::Started { slot, generation } => {
+                    #[cfg(feature = "tracing")]
+                    {
+                        running = Some(entry.span.clone());
+                    }
                     dropped = entry.completer.take();
                     let kind = entry.kind;
                     let slot = &mut core.slots[slot];
@@ -66,6 +73,13 @@ impl Cancel for Shared {
             }
             Self::claim_writes(core, &mut jobs);
             self.notify_if_idle(core);
+        }
+        #[cfg(feature = "tracing")]
+        if let Some(span) = running {
+            tracing::info!(parent: &span, "cancelling a running task");
+        }
+        if dropped.is_some() {
+            self.counters.count(Outcome::Cancelled);
         }
         drop(dropped);
         self.write(&mut jobs);

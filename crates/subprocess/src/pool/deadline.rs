@@ -19,7 +19,7 @@ use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use polyexec_core::TaskError;
+use polyexec_core::{Outcome, TaskError};
 
 use super::complete::deliver;
 use super::supervisor::Command;
@@ -56,6 +56,9 @@ impl Shared {
         let mut fired = Vec::new();
         let mut kills = Vec::new();
         let mut stops = Vec::new();
+        // Emitted after the lock is released: a subscriber is user code.
+        #[cfg(feature = "tracing")]
+        let mut spans = Vec::new();
         let next = {
             let mut core = self.lock();
             let core = &mut *core;
@@ -72,6 +75,8 @@ impl Shared {
                     continue;
                 };
                 fired.extend(entry.completer.take());
+                #[cfg(feature = "tracing")]
+                spans.push(entry.span.clone());
                 let kind = entry.kind;
                 let slot = &mut core.slots[slot];
                 if slot.generation == generation {
@@ -90,6 +95,10 @@ impl Shared {
             }
             core.deadlines.peek().map(|d| d.0.0)
         };
+        #[cfg(feature = "tracing")]
+        for span in spans {
+            tracing::warn!(parent: &span, ?limit, "task time limit reached: stopping it");
+        }
         // Stopped first: the task cannot go on running once its handle says it timed out.
         for (pid, id) in stops {
             stop::request_stop(pid, id);
@@ -98,6 +107,7 @@ impl Shared {
             process::kill(&conn.pidfd);
         }
         for completer in fired {
+            self.counters.count(Outcome::TimedOut);
             deliver(|| completer.fail(TaskError::TimedOut(limit)));
         }
         next

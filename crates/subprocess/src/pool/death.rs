@@ -17,7 +17,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use polyexec_core::{TaskError, WorkerExit};
+use polyexec_core::{Outcome, TaskError, WorkerExit};
 
 use super::complete::deliver;
 use super::respawn::backoff;
@@ -33,6 +33,9 @@ impl Shared {
         let mut jobs = Vec::new();
         let mut respawn = None;
         let broken_message;
+        // What to report once the lock is released (a subscriber is user code).
+        #[cfg(feature = "tracing")]
+        let mut traced = Traced::default();
         {
             let mut core = self.lock();
             let core = &mut *core;
@@ -48,6 +51,10 @@ impl Shared {
             // `started`), and every frame the worker wrote before dying has been read: a task
             // without a `STARTED` frame certainly had not started.
             let crash = !expected && !killed && !served;
+            #[cfg(feature = "tracing")]
+            {
+                traced.unexpected = !expected && !killed;
+            }
             let mut requeue = Vec::new();
             core.tasks.retain(|&id, entry| match entry.place {
                 Place::Sent { slot, generation }
@@ -85,6 +92,10 @@ impl Shared {
                     core.failures_in_row
                 ));
                 self.accepting.store(false, Ordering::Release);
+                #[cfg(feature = "tracing")]
+                {
+                    traced.broke = true;
+                }
                 for id in core.queue.drain(..) {
                     if let Some(entry) = core.tasks.remove(&id) {
                         failed.extend(entry.completer);
@@ -98,20 +109,57 @@ impl Shared {
             self.dispatch(core, &mut jobs);
             self.notify_if_idle(core);
         }
+        self.counters.worker_stopped();
+        #[cfg(feature = "tracing")]
+        traced.emit(conn, status, broken_message.as_deref());
         for completer in lost {
+            self.counters.count(Outcome::WorkerLost);
             deliver(|| completer.fail(TaskError::WorkerLost(status)));
         }
         if let Some(message) = broken_message {
             for completer in failed {
+                self.counters.count(Outcome::Other);
                 deliver(|| completer.fail(TaskError::transport(message.as_str())));
             }
         }
         self.write(&mut jobs);
+        if let Some(stop) = &self.on_worker_stop {
+            let _ = polyexec_core::catch_task(|| stop(conn.slot, conn.pid, status));
+        }
         if let Some(at) = respawn {
             let _ = self.supervisor_tx.send(Command::Respawn {
                 slot: conn.slot,
                 at,
             });
+        }
+    }
+}
+
+/// The events of one death, gathered under the lock and emitted after it.
+#[cfg(feature = "tracing")]
+#[derive(Default)]
+struct Traced {
+    /// Neither asked for (exit, shutdown) nor caused (kill) by the pool.
+    unexpected: bool,
+    /// This death made the pool stop taking tasks.
+    broke: bool,
+}
+
+#[cfg(feature = "tracing")]
+impl Traced {
+    fn emit(&self, conn: &Conn, status: WorkerExit, broken: Option<&str>) {
+        let (worker, pid) = (conn.slot, conn.pid);
+        if self.unexpected {
+            tracing::warn!(backend = "subprocess", worker, pid, %status, "worker process died");
+        } else {
+            tracing::info!(backend = "subprocess", worker, pid, %status, "worker process exited");
+        }
+        if self.broke {
+            tracing::error!(
+                backend = "subprocess",
+                reason = broken,
+                "crash loop: the pool stopped taking tasks"
+            );
         }
     }
 }

@@ -19,7 +19,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use polyexec_core::{Cancel, CodecStage, TaskError, TaskHandle};
+use polyexec_core::{Cancel, CodecStage, Outcome, TaskError, TaskHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -102,9 +102,13 @@ impl Shared {
         self: &Arc<Self>,
         addr: TaskAddr,
         input: &In,
+        task: &'static str,
     ) -> TaskHandle<Out> {
+        #[cfg(not(feature = "tracing"))]
+        let _ = task;
+        self.counters.count_submitted();
         if !self.accepting.load(Ordering::Acquire) {
-            return TaskHandle::ready(Err(self.refusal()));
+            return self.ended(self.refusal());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::with_capacity(64);
@@ -131,24 +135,24 @@ impl Shared {
                 input_lease = Some(slot.into_lease(len));
             }
             Ok(Err(err)) => {
-                return TaskHandle::ready(Err(codec(
+                return self.ended(codec(
                     CodecStage::EncodeInput,
                     protocol::describe::<In>(err),
-                )));
+                ));
             }
             Err(panic) => {
-                return TaskHandle::ready(Err(codec(
+                return self.ended(codec(
                     CodecStage::EncodeInput,
                     protocol::describe::<In>(panic),
-                )));
+                ));
             }
         }
         // The payload was measured first, so this is a frame that `encode_payload` accepted.
         if !protocol::end_frame(&mut frame, start) {
-            return TaskHandle::ready(Err(codec(
+            return self.ended(codec(
                 CodecStage::EncodeInput,
                 "the encoded input is larger than 4 GiB",
-            )));
+            ));
         }
         let canceller: Arc<dyn Cancel> = Arc::clone(self) as Arc<dyn Cancel>;
         let (resolver, handle) = TaskHandle::<Out>::remote(Some((canceller, id)));
@@ -161,6 +165,7 @@ impl Shared {
                     None => TaskError::ShutDown,
                 };
                 drop(core);
+                self.counters.count(Outcome::of_error(&err));
                 resolver.resolve(Err(err));
                 return handle;
             }
@@ -175,6 +180,18 @@ impl Shared {
                     input: input_lease,
                     completer: Some(Box::new(resolver)),
                     place: Place::Queued,
+                    #[cfg(feature = "tracing")]
+                    span: tracing::debug_span!(
+                        "task",
+                        backend = "subprocess",
+                        id,
+                        task,
+                        kind = if addr.kind == crate::entry::Kind::Async {
+                            "async"
+                        } else {
+                            "blocking"
+                        }
+                    ),
                 },
             );
             core.queue.push_back(id);
@@ -182,6 +199,13 @@ impl Shared {
         }
         self.write(&mut jobs);
         handle
+    }
+
+    /// The handle of a task that ended at submission, counted.
+    #[cold]
+    fn ended<Out>(&self, err: TaskError) -> TaskHandle<Out> {
+        self.counters.count(Outcome::of_error(&err));
+        TaskHandle::ready(Err(err))
     }
 
     /// Moves queued tasks to workers with room, least loaded first, and claims the writes that

@@ -63,7 +63,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Executor, Portable, TaskError, TaskHandle, assert_portable,
+    AsyncTask, BlockingTask, BuildError, Counters, Executor, Metrics, Portable, TaskError,
+    TaskHandle, assert_portable,
 };
 
 pub use builder::ProcessPoolBuilder;
@@ -123,6 +124,9 @@ struct Entry {
     /// `None` once the handle was resolved by the pool itself (cancel, timeout).
     completer: Option<Box<dyn Complete>>,
     place: Place,
+    /// The task's span (feature `tracing`), from submission until its entry goes.
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 /// A live worker process, shared by its reader thread and whoever writes to or kills it.
@@ -226,7 +230,17 @@ pub(crate) struct Shared {
     finish: Mutex<()>,
     /// The region that carries large inputs to every worker. Locked only to hand out space.
     inputs: Mutex<Arena>,
+    /// What `metrics()` reads. Every outcome is counted where the pool takes a task's completer
+    /// out of its entry, which happens exactly once per task.
+    counters: Arc<Counters>,
+    on_worker_start: Option<StartHook>,
+    on_worker_stop: Option<StopHook>,
 }
+
+/// The builder's hook for a worker that started: `(index, pid)`.
+type StartHook = Arc<dyn Fn(usize, u32) + Send + Sync>;
+/// The builder's hook for a worker that ended: `(index, pid, exit)`.
+type StopHook = Arc<dyn Fn(usize, u32, polyexec_core::WorkerExit) + Send + Sync>;
 
 fn relock<T>(result: Result<T, PoisonError<T>>) -> T {
     result.unwrap_or_else(PoisonError::into_inner)
@@ -346,7 +360,7 @@ impl Executor for ProcessPool {
     {
         assert_portable(&task);
         let addr = self.shared.key.blocking::<F, In, Out>();
-        self.shared.submit(addr, &input)
+        self.shared.submit(addr, &input, std::any::type_name::<F>())
     }
 
     fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
@@ -358,11 +372,16 @@ impl Executor for ProcessPool {
     {
         assert_portable(&task);
         let addr = self.shared.key.asynchronous::<F, In, Fut>();
-        self.shared.submit(addr, &input)
+        self.shared.submit(addr, &input, std::any::type_name::<F>())
     }
 
     fn workers(&self) -> usize {
         self.shared.size
+    }
+
+    fn metrics(&self) -> Metrics {
+        let queued = self.shared.lock().queue.len();
+        self.shared.counters.snapshot(queued)
     }
 
     fn backend_name(&self) -> &'static str {

@@ -31,6 +31,7 @@ use crate::entry::Kind;
 use crate::protocol::{self, FdReader, FrameReader};
 use crate::shm::{Lease, Region};
 use crate::{payload, process, stop};
+use polyexec_core::Outcome;
 
 /// How long a worker's reader polls without sleeping after the last frame it received.
 const SPIN: Duration = Duration::from_micros(50);
@@ -279,22 +280,33 @@ impl Shared {
             }
             for (completer, delivery) in done.drain(..) {
                 if completer.is_abandoned() {
-                    // Nobody can see the result: neither copy nor decode it (a shared output is
-                    // released as the delivery is dropped).
+                    // Nobody can see the result: neither copy nor decode it (beyond its kind,
+                    // for the counters; a shared output is released as the delivery is dropped).
+                    self.counters.count(match &delivery {
+                        Delivery::Output(_) | Delivery::Shared(_) => Outcome::Succeeded,
+                        Delivery::Error(frame) => {
+                            Outcome::of_error(&decode_error(&reader.body(frame)[ID_LEN..]))
+                        }
+                    });
                     deliver(|| drop(completer));
                     continue;
                 }
                 match delivery {
                     Delivery::Output(frame) => {
+                        self.counters.count(Outcome::Succeeded);
                         // Decoded by the handle's joiner (see `complete`): a copy of a small
                         // body out of the shared buffer, a large one's own buffer moved.
                         let body = reader.take_body(&frame, Vec::new);
                         deliver(|| completer.succeed(body));
                     }
-                    Delivery::Shared(lease) => deliver(|| completer.succeed_shared(lease)),
+                    Delivery::Shared(lease) => {
+                        self.counters.count(Outcome::Succeeded);
+                        deliver(|| completer.succeed_shared(lease));
+                    }
                     Delivery::Error(frame) => {
                         // `split_id` accepted this body above: it holds an id.
                         let err = decode_error(&reader.body(&frame)[ID_LEN..]);
+                        self.counters.count(Outcome::of_error(&err));
                         deliver(|| completer.fail(err));
                     }
                 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use polyexec_core::{BuildError, TaskError, WorkerExit};
+use polyexec_core::{BuildError, Outcome, TaskError, WorkerExit};
 
 use super::complete::deliver;
 use super::{Conn, Shared, State, relock};
@@ -27,7 +27,8 @@ use crate::process::{self, Spawned};
 
 impl Shared {
     /// Puts a freshly started worker into its slot and starts its reader.
-    pub(super) fn install(self: &Arc<Self>, slot: usize, spawned: Spawned) {
+    /// `restart`: it replaces a worker that ended (counted, and reported, as a restart).
+    pub(super) fn install(self: &Arc<Self>, slot: usize, spawned: Spawned, restart: bool) {
         let Spawned {
             mut child,
             pidfd,
@@ -52,10 +53,37 @@ impl Shared {
                 announced: AtomicU64::new(0),
             });
             slot_state.conn = Some(Arc::clone(&conn));
+            self.counters.worker_started();
             self.dispatch(&mut core, &mut jobs);
             conn
         };
         self.write(&mut jobs);
+        if restart {
+            self.counters.worker_restarted();
+        }
+        #[cfg(feature = "tracing")]
+        {
+            let (worker, pid) = (slot, conn.pid);
+            if restart {
+                tracing::info!(
+                    backend = "subprocess",
+                    worker,
+                    pid,
+                    "worker process restarted"
+                );
+            } else {
+                tracing::info!(
+                    backend = "subprocess",
+                    worker,
+                    pid,
+                    "worker process started"
+                );
+            }
+        }
+        if let Some(start) = &self.on_worker_start {
+            // Contained: a hook's panic must not take the supervisor thread down.
+            let _ = polyexec_core::catch_task(|| start(slot, conn.pid));
+        }
         let shared = Arc::clone(self);
         let reader_conn = Arc::clone(&conn);
         let spawned = thread::Builder::new()
@@ -109,7 +137,7 @@ impl Shared {
             return Err(err.into());
         }
         for (slot, spawned) in greeted.into_iter().enumerate() {
-            self.install(slot, spawned);
+            self.install(slot, spawned, false);
         }
         Ok(())
     }
@@ -122,7 +150,7 @@ impl Shared {
         }
         match process::spawn(&self.config.spawn, slot as u32) {
             Ok(spawned) => {
-                self.install(slot, spawned);
+                self.install(slot, spawned, true);
                 None
             }
             Err(err) => {
@@ -151,7 +179,16 @@ impl Shared {
                     (retry, core.broken.clone())
                 };
                 if let Some(message) = message {
+                    #[cfg(feature = "tracing")]
+                    if !failed.is_empty() || retry.is_none() {
+                        tracing::error!(
+                            backend = "subprocess",
+                            reason = message.as_str(),
+                            "crash loop: the pool stopped taking tasks"
+                        );
+                    }
                     for completer in failed {
+                        self.counters.count(Outcome::Other);
                         deliver(|| completer.fail(TaskError::transport(message.as_str())));
                     }
                 }

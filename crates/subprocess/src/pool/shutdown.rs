@@ -29,6 +29,17 @@ pub(super) const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 impl Shared {
     pub(super) fn shutdown(&self, now: bool) {
+        // Only the first call reports; never under the lock (a subscriber is user code).
+        #[cfg(feature = "tracing")]
+        let first = self.accepting.load(Ordering::Acquire);
+        #[cfg(feature = "tracing")]
+        if first {
+            tracing::info!(
+                backend = "subprocess",
+                immediate = now,
+                "shutdown requested"
+            );
+        }
         let mut dropped = Vec::new();
         let mut kills = Vec::new();
         let mut jobs = Vec::new();
@@ -65,6 +76,14 @@ impl Shared {
                 Self::claim_writes(&mut core, &mut jobs);
             }
         }
+        #[cfg(feature = "tracing")]
+        if first {
+            tracing::debug!(
+                backend = "subprocess",
+                immediate = now,
+                "shutdown: tasks settled, the workers are told to exit or killed"
+            );
+        }
         for conn in &kills {
             process::kill(&conn.pidfd);
         }
@@ -73,6 +92,9 @@ impl Shared {
             process::wait_exit(&conn.pidfd, EXIT_GRACE);
         }
         // Resolves every dropped handle with `ShutDown`.
+        for _ in &dropped {
+            self.counters.count(polyexec_core::Outcome::ShutDown);
+        }
         drop(dropped);
         self.write(&mut jobs);
 
@@ -96,6 +118,13 @@ impl Shared {
                     let _ = handle.join();
                 }
             }
+        }
+        #[cfg(feature = "tracing")]
+        if first {
+            tracing::info!(
+                backend = "subprocess",
+                "shutdown complete: the workers are gone"
+            );
         }
     }
 }

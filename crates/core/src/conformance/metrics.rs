@@ -1,0 +1,72 @@
+//! [`Executor::metrics`]: every task counted once, in the outcome it had.
+
+use super::{Gate, gated, occupy_all};
+use crate::{Executor, Metrics, TaskError};
+
+/// The counters' change from `before` to `after`, as (submitted, succeeded, panicked,
+/// cancelled, shut down).
+fn grown(before: &Metrics, after: &Metrics) -> (u64, u64, u64, u64, u64) {
+    (
+        after.submitted() - before.submitted(),
+        after.succeeded() - before.succeeded(),
+        after.panicked() - before.panicked(),
+        after.cancelled() - before.cancelled(),
+        after.shut_down() - before.shut_down(),
+    )
+}
+
+/// After 10 tasks (blocking and async) of which one panics, joined: `submitted` grew by 10,
+/// `succeeded` by 9 and `panicked` by 1, nothing is left queued or running, and every worker
+/// is alive.
+pub fn metrics_count_outcomes<E: Executor + 'static>(make: &dyn Fn() -> E) {
+    let exec = make();
+    let before = exec.metrics();
+    let mut handles = Vec::new();
+    for i in 0..5u32 {
+        handles.push(exec.spawn(i, |i: u32| {
+            assert!(i != 3, "task {i} panics");
+            i
+        }));
+        handles.push(exec.spawn_async(i, |i: u32| async move { i }));
+    }
+    let results: Vec<Result<u32, TaskError>> = handles.into_iter().map(|h| h.join()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 9);
+    // Counted before the result reached the handle: visible to whoever joined it.
+    let after = exec.metrics();
+    assert_eq!(grown(&before, &after), (10, 9, 1, 0, 0), "{after:?}");
+    assert_eq!((after.queued(), after.running()), (0, 0), "{after:?}");
+    assert_eq!(after.finished(), after.submitted(), "{after:?}");
+    assert_eq!(after.workers(), exec.workers(), "{after:?}");
+    exec.shutdown();
+}
+
+/// A queued task that is cancelled counts as cancelled (once its executor has dropped it, at
+/// the latest when a graceful shutdown returns), the tasks that ran as succeeded, and a task
+/// refused after shutdown as shut down; in the end every submitted task has one outcome.
+pub fn metrics_count_cancel_and_shutdown<E: Executor + 'static>(make: &dyn Fn() -> E) {
+    let exec = make();
+    let before = exec.metrics();
+    let mut gate = Gate::new();
+    let blockers = occupy_all(&exec, &mut gate);
+    let victim = exec.spawn(0u16, gated);
+    assert!(victim.cancel());
+    // Joined at once: an in-process backend stops the work when the handle is next used.
+    assert_eq!(victim.join(), Err(TaskError::Cancelled));
+    let behind = exec.spawn(1u8, |x: u8| x + 1);
+    gate.release();
+    for blocker in blockers {
+        assert!(blocker.join().is_ok());
+    }
+    assert_eq!(behind.join(), Ok(2));
+    exec.shutdown();
+    assert_eq!(exec.spawn(1u8, |x: u8| x).join(), Err(TaskError::ShutDown));
+    let after = exec.metrics();
+    let n = exec.workers() as u64;
+    assert_eq!(grown(&before, &after), (n + 3, n + 1, 0, 1, 1), "{after:?}");
+    assert_eq!(after.finished(), after.submitted(), "{after:?}");
+    assert_eq!(
+        after.workers(),
+        0,
+        "no worker is left after shutdown: {after:?}"
+    );
+}
