@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use polyexec_core::BuildError;
+use polyexec_core::{BuildError, Counters};
 use tokio::sync::mpsc;
 
 use super::io::{Io, Roll, roll_call};
@@ -446,6 +446,10 @@ impl ClusterPoolBuilder {
         } else {
             roll.slots()
         };
+        let counters = Counters::new(slots);
+        for _ in 0..slots {
+            counters.worker_started();
+        }
         let (commands, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             settings,
@@ -456,6 +460,7 @@ impl ClusterPoolBuilder {
             drained: Condvar::new(),
             next_id: AtomicU64::new(0),
             commands: commands.clone(),
+            counters,
         });
         {
             let _guard = runtime.enter();

@@ -12,8 +12,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use polyexec_core::{
-    AsyncTask, BlockingTask, Cancel, CodecStage, Executor, Portable, TaskError, TaskHandle,
-    assert_portable,
+    AsyncTask, BlockingTask, Cancel, CodecStage, Counters, Executor, Metrics, Outcome, Portable,
+    TaskError, TaskHandle, assert_portable,
 };
 use tokio::sync::mpsc;
 
@@ -103,6 +103,9 @@ pub(crate) struct Shared {
     drained: Condvar,
     next_id: AtomicU64,
     commands: mpsc::UnboundedSender<Command>,
+    /// What `metrics()` reads: each task's outcome is counted where its pending entry is taken.
+    /// Its workers are the pool's slots, counted alive until the pool stops.
+    counters: Arc<Counters>,
 }
 
 impl Shared {
@@ -125,6 +128,7 @@ impl Shared {
             pending
         };
         if let Some(pending) = pending {
+            self.counters.count(Outcome::of(&outcome));
             (pending.deliver)(outcome);
         }
     }
@@ -159,10 +163,12 @@ impl Shared {
         // Dropping `deliver` drops the resolver: a handle still waiting reads `ShutDown`, but
         // the one cancelling is resolved `Cancelled` already.
         drop(pending.deliver);
+        self.counters.count(Outcome::Cancelled);
         Some(pending.seq)
     }
 
     fn submit<Out: Portable>(self: &Arc<Self>, addr: TaskAddr, input: Vec<u8>) -> TaskHandle<Out> {
+        self.counters.count_submitted();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let canceller: Arc<dyn Cancel> = Arc::clone(self) as Arc<dyn Cancel>;
         let (resolver, handle) = TaskHandle::<Out>::remote(Some((canceller, id)));
@@ -183,6 +189,8 @@ impl Shared {
         {
             let mut state = self.lock();
             if state.closed {
+                drop(state);
+                self.counters.count(Outcome::ShutDown);
                 return TaskHandle::ready(Err(TaskError::ShutDown));
             }
             state.pending.insert(id, Pending { deliver, seq: None });
@@ -288,6 +296,9 @@ impl Inner {
             local.stop(grace);
         }
         if let Some(runtime) = stop.runtime.take() {
+            for _ in 0..self.slots {
+                self.shared.counters.worker_stopped();
+            }
             let (done, stopped) = std::sync::mpsc::channel();
             if self.shared.commands.send(Command::Stop { done }).is_ok() {
                 let _ = stopped.recv_timeout(CONFIRM);
@@ -336,6 +347,7 @@ impl Inner {
         };
         let mut forget = Vec::with_capacity(taken.len());
         for (id, seq, deliver) in taken {
+            self.shared.counters.count(Outcome::ShutDown);
             deliver(Err(TaskError::ShutDown));
             forget.push((id, seq));
         }
@@ -373,7 +385,11 @@ impl Executor for ClusterPool {
                     .shared
                     .submit(addr::blocking_addr::<F, In, Out>(), bytes),
             ),
-            Err(err) => TaskHandle::ready(Err(err)),
+            Err(err) => {
+                self.inner.shared.counters.count_submitted();
+                self.inner.shared.counters.count(Outcome::of_error(&err));
+                TaskHandle::ready(Err(err))
+            }
         }
     }
 
@@ -391,12 +407,22 @@ impl Executor for ClusterPool {
                     .shared
                     .submit(addr::async_addr::<F, In, Fut>(), bytes),
             ),
-            Err(err) => TaskHandle::ready(Err(err)),
+            Err(err) => {
+                self.inner.shared.counters.count_submitted();
+                self.inner.shared.counters.count(Outcome::of_error(&err));
+                TaskHandle::ready(Err(err))
+            }
         }
     }
 
     fn workers(&self) -> usize {
         self.inner.slots
+    }
+
+    fn metrics(&self) -> Metrics {
+        // Which pending tasks wait in the stream and which run on a host is known only to the
+        // server: all count as running.
+        self.inner.shared.counters.snapshot(0)
     }
 
     fn backend_name(&self) -> &'static str {
