@@ -21,6 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 // This test binary is also the subprocess backend's worker executable.
 polyexec::test_hook!();
 
+mod common;
+
 /// Loopback servers for the tasks: a TCP echo and an HTTP server answering `hello <path>`,
 /// on a runtime of the test's own (one thread), stopped when dropped.
 struct Servers {
@@ -139,7 +141,7 @@ fn check(
 #[test]
 fn tokio_io_from_a_plain_thread_on_every_backend() {
     let servers = Servers::start();
-    for &backend in Backend::all() {
+    for backend in common::buildable_backends() {
         let exec = build(backend);
         let handles: Vec<_> = (0..3)
             .map(|_| exec.spawn_async((servers.echo, servers.http), tokio_io))
@@ -154,7 +156,7 @@ fn tokio_io_from_a_plain_thread_on_every_backend() {
 fn a_closure_that_makes_a_tokio_future_before_its_async_block() {
     // The closure itself makes the tokio resource: on the event loop it is called by
     // `spawn_async` on the submitting thread, which is in the runtime's context too.
-    for &backend in Backend::all() {
+    for backend in common::buildable_backends() {
         let exec = build(backend);
         let slept = exec.spawn_async(1u64, |ms: u64| {
             let sleep = tokio::time::sleep(Duration::from_millis(ms));
@@ -170,7 +172,7 @@ fn a_closure_that_makes_a_tokio_future_before_its_async_block() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_io_from_inside_a_runtime_awaited_from_tokio_tasks() {
     let servers = tokio::task::spawn_blocking(Servers::start).await.unwrap();
-    for &backend in Backend::all() {
+    for backend in common::buildable_backends() {
         let exec = build(backend);
         let input = (servers.echo, servers.http);
         // Awaited from tokio tasks: a handle is a future like any other.
@@ -285,7 +287,7 @@ fn blocking_waits_on_a_current_thread_runtime_refuse_with_advice() {
         .enable_all()
         .build()
         .unwrap();
-    for &backend in Backend::all() {
+    for backend in common::buildable_backends() {
         let gate = Gate::new();
         let port = gate.port();
         let exec = build(backend);
@@ -316,7 +318,7 @@ fn dropping_an_executor_with_work_on_a_current_thread_runtime_refuses_with_advic
         .enable_all()
         .build()
         .unwrap();
-    for &backend in Backend::all() {
+    for backend in common::buildable_backends() {
         let gate = Gate::new();
         let exec = build(backend);
         let waiting = exec.spawn_async(gate.port(), wait_at_gate);
