@@ -33,6 +33,13 @@ fn assert_thread_count_settles(expected: usize, context: &str) {
 fn pools_leave_no_threads_behind() {
     // The timer reactor is one process-wide thread, started on first use and kept: start it now.
     polyexec_core::block_on(polyexec_core::sleep(std::time::Duration::from_millis(1)));
+    // So is what a first pool leaves for good: with the feature `tokio`, in a build where
+    // tokio's `signal` feature is on, the process-wide socket pair of tokio's signal driver.
+    ThreadPool::builder()
+        .workers(1)
+        .build()
+        .expect("pool")
+        .shutdown();
     let before = thread_count();
     let fds_before = open_fds();
     for round in 0..20u64 {
