@@ -150,8 +150,9 @@ impl Shared {
         self.lock().by_seq.get(&seq).copied()
     }
 
-    /// Takes task `id` out of the pending ones without resolving it; its sequence if known.
-    fn take(&self, id: u64) -> Option<Option<u64>> {
+    /// Takes task `id` out of the pending ones without resolving it, counting it as `outcome`;
+    /// its sequence if known.
+    fn take(&self, id: u64, outcome: Outcome) -> Option<Option<u64>> {
         let mut state = self.lock();
         let pending = state.pending.remove(&id)?;
         if let Some(seq) = pending.seq {
@@ -163,7 +164,7 @@ impl Shared {
         // Dropping `deliver` drops the resolver: a handle still waiting reads `ShutDown`, but
         // the one cancelling is resolved `Cancelled` already.
         drop(pending.deliver);
-        self.counters.count(Outcome::Cancelled);
+        self.counters.count(outcome);
         Some(pending.seq)
     }
 
@@ -235,7 +236,20 @@ impl Shared {
 
 impl Cancel for Shared {
     fn cancel(&self, id: u64) {
-        if let Some(seq) = self.take(id) {
+        self.stop_task(id, Outcome::Cancelled);
+    }
+
+    /// A time limit (the pool's, or `spawn_with`'s) passed: stopped as a cancel, counted
+    /// timed out.
+    fn expire(&self, id: u64) {
+        self.stop_task(id, Outcome::TimedOut);
+    }
+}
+
+impl Shared {
+    /// Stops task `id` if it is still pending, counting it as `outcome`.
+    fn stop_task(&self, id: u64, outcome: Outcome) {
+        if let Some(seq) = self.take(id, outcome) {
             // Deleted from the stream before this returns, so a queued task never starts; a
             // running async task is stopped on its host.
             self.forget(vec![(id, seq)], true);
