@@ -211,9 +211,13 @@ async fn serve(shared: &Shared, local: &LocalExecutor<'static>, index: usize) {
                 // thread's own, where counting each task's start would cost a thread-local
                 // lookup in every task. (An idle thread sets it for the moment it takes to
                 // find the queue empty.)
-                polling.store(true, Ordering::Relaxed);
+                if !cfg!(polyexec_no_metrics) {
+                    polling.store(true, Ordering::Relaxed);
+                }
                 let ran = tick.as_mut().poll(cx).is_ready();
-                polling.store(false, Ordering::Relaxed);
+                if !cfg!(polyexec_no_metrics) {
+                    polling.store(false, Ordering::Relaxed);
+                }
                 if ran {
                     return Poll::Ready(());
                 }

@@ -204,6 +204,9 @@ impl TaskCount {
     #[inline(always)]
     pub fn finish<T>(self, result: &Result<T, TaskError>) {
         std::mem::forget(self);
+        if cfg!(polyexec_no_metrics) {
+            return;
+        }
         match result {
             Ok(_) => count_succeeded(),
             Err(err) => count_failed(err),
@@ -230,6 +233,9 @@ impl TaskCount {
     /// ```
     #[inline(always)]
     pub fn finish_in_place<T>(&mut self, result: &Result<T, TaskError>) {
+        if cfg!(polyexec_no_metrics) {
+            return;
+        }
         match result {
             Ok(_) => count_succeeded_in_place(),
             Err(err) => count_failed_in_place(err),
