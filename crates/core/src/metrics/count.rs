@@ -10,16 +10,17 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-use super::counters::{Counters, SUBMIT_STRIPES};
+use super::counters::{Counters, SUBMIT_STRIPES, Stripe};
 use super::{Outcome, TaskError};
 
 thread_local! {
-    /// The counters a task finishing or dropped on this thread counts into: set for a worker
-    /// thread's life, and around the drops of a shutdown.
-    static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+    /// The scope this thread is in, which holds its counters (so that they outlive the
+    /// scope); set for a worker thread's life, and around the drops of a shutdown.
+    static SCOPE: Owner = const { Owner(RefCell::new(None)) };
+    /// What a task finishing or dropped on this thread reads of its scope: plain copies,
+    /// which need no destructor, so reading them is a load with no check.
+    static FAST: Cell<Option<Fast>> = const { Cell::new(None) };
     /// Set by [`TaskCount::finish_in_place`] for the drop of that count, which follows at once.
-    /// A thread-local of its own: a `Cell<bool>` needs no destructor, so reading it is one
-    /// load, where the scope's lookup also checks that the thread is not being torn down.
     static FINISHED: Cell<bool> = const { Cell::new(false) };
     /// This thread's submission stripe, picked once.
     static SUBMIT_STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
@@ -49,21 +50,55 @@ pub(super) fn submit_stripe() -> usize {
 /// A thread's counting scope.
 #[derive(Debug, Clone)]
 pub(super) struct Scope {
-    pub(super) counters: Arc<Counters>,
-    pub(super) stripe: usize,
+    /// Keeps `stripe` in use (see [`Stripe::take`]).
+    pub(super) _counters: Arc<Counters>,
+    pub(super) stripe: &'static Stripe,
     /// This thread is the stripe's only writer (a worker's own stripe).
     pub(super) exclusive: bool,
     /// What a task dropped unfinished on this thread counts as.
     pub(super) dropped: Outcome,
 }
 
+impl Scope {
+    fn fast(&self) -> Fast {
+        Fast {
+            stripe: self.stripe,
+            exclusive: self.exclusive,
+            dropped: self.dropped,
+        }
+    }
+}
+
+/// The part of a [`Scope`] counting reads, copied into [`FAST`].
+#[derive(Debug, Clone, Copy)]
+struct Fast {
+    stripe: &'static Stripe,
+    exclusive: bool,
+    dropped: Outcome,
+}
+
+/// The holder of a thread's scope; when the thread's thread-locals are torn down, it clears
+/// [`FAST`], whose stripe its counters kept in use.
+struct Owner(RefCell<Option<Scope>>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let _ = FAST.try_with(|fast| fast.set(None));
+    }
+}
+
 /// Makes `scope` this thread's, until the returned guard restores the previous one.
 pub(super) fn enter_scope(scope: Scope) -> CountScope {
-    let previous = SCOPE
-        .try_with(|current| current.replace(Some(scope)))
-        .ok()
-        .flatten();
-    CountScope { previous }
+    let fast = scope.fast();
+    let previous = SCOPE.try_with(|current| current.0.replace(Some(scope)));
+    match previous {
+        Ok(previous) => {
+            let _ = FAST.try_with(|current| current.set(Some(fast)));
+            CountScope { previous }
+        }
+        // The thread is being torn down: it counts nothing any more.
+        Err(_) => CountScope { previous: None },
+    }
 }
 
 /// Restores the previous scope of the thread when dropped; made by [`Counters::enter`].
@@ -76,8 +111,11 @@ pub struct CountScope {
 impl Drop for CountScope {
     fn drop(&mut self) {
         let previous = self.previous.take();
+        let fast = previous.as_ref().map(Scope::fast);
         let _ = SCOPE.try_with(|scope| {
-            if let Ok(mut scope) = scope.try_borrow_mut() {
+            if let Ok(mut scope) = scope.0.try_borrow_mut() {
+                // First, so that no stripe of counters about to be released stays in `FAST`.
+                let _ = FAST.try_with(|current| current.set(fast));
                 *scope = previous;
             }
         });
@@ -91,14 +129,9 @@ fn count_in_scope(outcome: impl FnOnce(Outcome) -> Outcome) {
     if cfg!(polyexec_no_metrics) {
         return;
     }
-    let _ = SCOPE.try_with(|scope| {
-        if let Ok(scope) = scope.try_borrow() {
-            if let Some(scope) = &*scope {
-                let outcome = outcome(scope.dropped);
-                scope.counters.add(scope.stripe, outcome, scope.exclusive);
-            }
-        }
-    });
+    if let Ok(Some(fast)) = FAST.try_with(Cell::get) {
+        fast.stripe.add(outcome(fast.dropped), fast.exclusive);
+    }
 }
 
 /// A success: the common end, out of line so that the task body calling it stays small.
@@ -117,7 +150,7 @@ fn count_failed(err: &TaskError) {
 /// [`count_succeeded`], and the next [`TaskCount`] dropped on this thread counts nothing.
 #[inline(never)]
 fn count_succeeded_in_place() {
-    count_succeeded();
+    count_in_scope(|_| Outcome::Succeeded);
     let _ = FINISHED.try_with(|finished| finished.set(true));
 }
 
@@ -125,7 +158,7 @@ fn count_succeeded_in_place() {
 #[cold]
 #[inline(never)]
 fn count_failed_in_place(err: &TaskError) {
-    count_failed(err);
+    count_in_scope(|_| Outcome::of_error(err));
     let _ = FINISHED.try_with(|finished| finished.set(true));
 }
 

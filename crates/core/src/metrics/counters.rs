@@ -1,8 +1,8 @@
 //! [`Counters`]: one executor's live counters, striped so that no two threads write one cache
 //! line, and read into a [`Metrics`] snapshot.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::count::{CountScope, Scope, enter_scope};
 use super::{Metrics, OUTCOMES, Outcome};
@@ -24,7 +24,37 @@ impl Stripe {
     fn get(&self, outcome: Outcome) -> u64 {
         self.0[outcome as usize].load(Ordering::Relaxed)
     }
+
+    /// A stripe for a new executor: a zeroed one from the free list, or a new one.
+    ///
+    /// Stripes live for the whole process (leaked, then recycled through [`FREE_STRIPES`]), so
+    /// that a thread's scope can point at its stripe with a plain `&'static` in a thread-local
+    /// that needs no destructor: reaching the counter from a finishing task is then two loads,
+    /// where an `Arc` behind a `RefCell` cost about 30 instructions a task. The memory held is
+    /// that of the most stripes ever alive at once (128 bytes each).
+    fn take() -> &'static Stripe {
+        let recycled = FREE_STRIPES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        recycled.unwrap_or_else(|| Box::leak(Box::default()))
+    }
+
+    /// Zeroes a stripe that no executor uses any more and puts it on the free list.
+    fn give_back(stripe: &'static Stripe) {
+        for counter in &stripe.0 {
+            counter.store(0, Ordering::Relaxed);
+        }
+        FREE_STRIPES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(stripe);
+    }
 }
+
+/// Outcome stripes of executors that are gone, zeroed, for the next ones (see
+/// [`Stripe::take`]).
+static FREE_STRIPES: Mutex<Vec<&'static Stripe>> = Mutex::new(Vec::new());
 
 /// Adds one to `counter`. With `exclusive`, the caller is the counter's only writer, and a load
 /// and a store do it: on x86 a locked add is a full barrier, which waits for the task's own
@@ -74,8 +104,10 @@ pub(super) const SUBMIT_STRIPES: usize = 64;
 #[derive(Debug)]
 pub struct Counters {
     submitted: Box<[Padded]>,
-    /// `workers` stripes for the workers, then one for every other thread.
-    outcomes: Box<[Stripe]>,
+    /// `workers` stripes for the workers, then one for every other thread. Given back when
+    /// the counters are dropped: no thread counts into them then, since a thread's scope
+    /// holds the counters.
+    outcomes: Box<[&'static Stripe]>,
     alive: AtomicUsize,
     restarts: AtomicU64,
 }
@@ -92,7 +124,7 @@ impl Counters {
     pub fn new(workers: usize) -> Arc<Self> {
         Arc::new(Counters {
             submitted: (0..=SUBMIT_STRIPES).map(|_| Padded::default()).collect(),
-            outcomes: (0..=workers).map(|_| Stripe::default()).collect(),
+            outcomes: (0..=workers).map(|_| Stripe::take()).collect(),
             alive: AtomicUsize::new(0),
             restarts: AtomicU64::new(0),
         })
@@ -154,14 +186,6 @@ impl Counters {
         self.outcomes[self.outcomes.len() - 1].add(outcome, false);
     }
 
-    /// Adds one to `outcome` on stripe `stripe`.
-    #[inline]
-    pub(super) fn add(&self, stripe: usize, outcome: Outcome, exclusive: bool) {
-        if let Some(stripe) = self.outcomes.get(stripe) {
-            stripe.add(outcome, exclusive);
-        }
-    }
-
     /// Makes this thread count the tasks that finish or are dropped on it into these counters,
     /// until the guard is dropped: a worker enters its own stripe (`Some(index)`) for its life;
     /// a thread that drops tasks for a shutdown enters the shared one (`None`) with `dropped`
@@ -186,8 +210,8 @@ impl Counters {
         let last = self.outcomes.len() - 1;
         let stripe = worker.map_or(last, |index| index.min(last));
         enter_scope(Scope {
-            counters: Arc::clone(self),
-            stripe,
+            _counters: Arc::clone(self),
+            stripe: self.outcomes[stripe],
             exclusive: stripe < last,
             dropped,
         })
@@ -284,7 +308,7 @@ impl Counters {
             worker_restarts: self.restarts.load(Ordering::Relaxed),
             ..Metrics::default()
         };
-        for stripe in &*self.outcomes {
+        for stripe in self.outcomes.iter().copied() {
             metrics.succeeded += stripe.get(Outcome::Succeeded);
             metrics.panicked += stripe.get(Outcome::Panicked);
             metrics.cancelled += stripe.get(Outcome::Cancelled);
@@ -301,6 +325,14 @@ impl Counters {
             .map(|stripe| stripe.0.load(Ordering::Relaxed))
             .sum();
         metrics
+    }
+}
+
+impl Drop for Counters {
+    fn drop(&mut self) {
+        for stripe in self.outcomes.iter().copied() {
+            Stripe::give_back(stripe);
+        }
     }
 }
 
