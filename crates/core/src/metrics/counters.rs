@@ -103,7 +103,9 @@ pub(super) const SUBMIT_STRIPES: usize = 64;
 /// ```
 #[derive(Debug)]
 pub struct Counters {
-    submitted: Box<[Padded]>,
+    /// One per submitting thread (of the first `SUBMIT_STRIPES`), then one shared. An array,
+    /// so that the stripe's index needs no bounds check past the one that picks the stripe.
+    submitted: Box<[Padded; SUBMIT_STRIPES + 1]>,
     /// `workers` stripes for the workers, then one for every other thread. Given back when
     /// the counters are dropped: no thread counts into them then, since a thread's scope
     /// holds the counters.
@@ -123,7 +125,7 @@ impl Counters {
     /// ```
     pub fn new(workers: usize) -> Arc<Self> {
         Arc::new(Counters {
-            submitted: (0..=SUBMIT_STRIPES).map(|_| Padded::default()).collect(),
+            submitted: Box::new(std::array::from_fn(|_| Padded::default())),
             outcomes: (0..=workers).map(|_| Stripe::take()).collect(),
             alive: AtomicUsize::new(0),
             restarts: AtomicU64::new(0),
@@ -144,9 +146,21 @@ impl Counters {
         if cfg!(polyexec_no_metrics) {
             return;
         }
+        self.bump_submitted();
+    }
+
+    /// [`count_submitted`](Self::count_submitted), out of line: inlined, it made the
+    /// submitting functions larger and changed what the compiler inlined into them, at a cost
+    /// larger than its own (docs/benchmarks-notes.md).
+    #[inline(never)]
+    fn bump_submitted(&self) {
         let stripe = super::count::submit_stripe();
         // Stripes below `SUBMIT_STRIPES` belong to one thread each; the last one is shared.
-        bump(&self.submitted[stripe].0, stripe < SUBMIT_STRIPES);
+        if stripe < SUBMIT_STRIPES {
+            bump(&self.submitted[stripe].0, true);
+        } else {
+            bump(&self.submitted[SUBMIT_STRIPES].0, false);
+        }
     }
 
     /// Counts `n` submitted tasks at once (a batch).
