@@ -135,7 +135,7 @@ fn count_in_scope(outcome: impl FnOnce(Outcome) -> Outcome) {
 }
 
 /// A success: the common end, out of line so that the task body calling it stays small.
-#[inline(never)]
+#[inline(always)]
 fn count_succeeded() {
     count_in_scope(|_| Outcome::Succeeded);
 }
@@ -148,7 +148,7 @@ fn count_failed(err: &TaskError) {
 }
 
 /// [`count_succeeded`], and the next [`TaskCount`] dropped on this thread counts nothing.
-#[inline(never)]
+#[inline(always)]
 fn count_succeeded_in_place() {
     count_in_scope(|_| Outcome::Succeeded);
     let _ = FINISHED.try_with(|finished| finished.set(true));

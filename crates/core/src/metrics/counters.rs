@@ -152,7 +152,7 @@ impl Counters {
     /// [`count_submitted`](Self::count_submitted), out of line: inlined, it made the
     /// submitting functions larger and changed what the compiler inlined into them, at a cost
     /// larger than its own (docs/benchmarks-notes.md).
-    #[inline(never)]
+    #[inline(always)]
     fn bump_submitted(&self) {
         let stripe = super::count::submit_stripe();
         // Stripes below `SUBMIT_STRIPES` belong to one thread each; the last one is shared.
