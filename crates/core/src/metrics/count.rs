@@ -164,7 +164,7 @@ fn count_failed_in_place(err: &TaskError) {
 
 /// A [`TaskCount`] dropped: nothing if it was just finished in place, else the task ended
 /// unfinished.
-#[inline(never)]
+#[inline(always)]
 fn count_dropped() {
     if FINISHED.try_with(|finished| finished.replace(false)) == Ok(true) {
         return;
