@@ -723,13 +723,17 @@ impl<T> TaskHandle<T> {
     /// ```
     /// # extern crate polyexec_core as polyexec;
     /// use std::time::Duration;
-    /// use polyexec::{Expiry, TaskError, TaskHandle};
+    /// use polyexec::{Counters, Expiry, Outcome, TaskError, TaskHandle, TimedCount};
     ///
+    /// let counters = Counters::new(1);
+    /// let _scope = counters.enter(Some(0), Outcome::Cancelled);
     /// let expiry = Expiry::new();
+    /// let count = TimedCount::new(&expiry); // what the task's future would carry
     /// let (_resolver, never) = TaskHandle::<u8>::remote(None);
-    /// let limited = never.with_expiry(Duration::from_millis(5), expiry.clone());
+    /// let limited = never.with_expiry(Duration::from_millis(5), expiry);
     /// assert_eq!(limited.join(), Err(TaskError::TimedOut(Duration::from_millis(5))));
-    /// assert!(!expiry.expire()); // expired by the handle already
+    /// drop(count); // the task, dropped after its limit passed
+    /// assert_eq!(counters.snapshot(0).timed_out(), 1);
     /// ```
     pub fn with_expiry(self, limit: Duration, expiry: Expiry) -> Self {
         self.timed(limit, Some(expiry))
