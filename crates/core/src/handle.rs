@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use async_task::FallibleTask;
 
 use self::sync::{AtomicBool, AtomicWaker, Mutex, SharedArc};
-use crate::{Expiry, TaskError};
 use crate::block;
 use crate::spin;
+use crate::{Expiry, TaskError};
 
 /// The types of the hand-off between a [`Resolver`] and its handle. Built with
 /// `--cfg polyexec_loom`, they are loom's, so the model in `loom_tests` checks this very code

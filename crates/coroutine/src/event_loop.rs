@@ -575,12 +575,7 @@ impl Executor for EventLoop {
         assert_portable(&task);
         let expiry = Expiry::new();
         self.submit_counted(
-            traced!(
-                async move { Ok(task(input)) },
-                "coroutine",
-                "blocking",
-                F
-            ),
+            traced!(async move { Ok(task(input)) }, "coroutine", "blocking", F),
             TimedCount::new(&expiry),
         )
         .with_expiry(limit, expiry)

@@ -98,7 +98,10 @@ where
 
 /// Counts a task's result as it leaves the loop (`async-task` drops the future next).
 #[inline]
-fn finished<T, C: TaskCounter>(count: &mut C, result: Result<T, TaskError>) -> Result<T, TaskError> {
+fn finished<T, C: TaskCounter>(
+    count: &mut C,
+    result: Result<T, TaskError>,
+) -> Result<T, TaskError> {
     count.finish_in_place(&result);
     result
 }

@@ -58,7 +58,11 @@ fn portable_async_tasks_time_out_too() {
     assert_eq!(err.to_string(), format!("task timed out after {LIMIT:?}"));
     // Counted before its result was published: as timed out, not cancelled.
     let metrics = event_loop.metrics();
-    assert_eq!((metrics.timed_out(), metrics.cancelled()), (1, 0), "{metrics:?}");
+    assert_eq!(
+        (metrics.timed_out(), metrics.cancelled()),
+        (1, 0),
+        "{metrics:?}"
+    );
 }
 
 #[test]
