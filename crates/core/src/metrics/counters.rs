@@ -322,7 +322,7 @@ impl Counters {
             worker_restarts: self.restarts.load(Ordering::Relaxed),
             ..Metrics::default()
         };
-        for stripe in self.outcomes.iter().copied() {
+        for stripe in &*self.outcomes {
             metrics.succeeded += stripe.get(Outcome::Succeeded);
             metrics.panicked += stripe.get(Outcome::Panicked);
             metrics.cancelled += stripe.get(Outcome::Cancelled);
