@@ -3,25 +3,33 @@
 //!
 //! A host runs up to `slots` tasks at a time and pulls only as many as it has free slots, so a
 //! queued task stays in the stream (where another host can take it, or a cancel can delete it)
-//! until some host can start it. Blocking tasks run on tokio's blocking threads, async tasks on
-//! the host's tokio runtime. While a task runs the host confirms progress every third of
-//! `ack_wait`, so a long task keeps its lease; a host that dies stops confirming and JetStream
-//! hands the task to another host after `ack_wait`. On SIGTERM a host stops pulling, hands back
-//! what it pulled but did not start, finishes what runs, and exits.
+//! until some host can start it. Blocking tasks run in a local process pool of `slots` worker
+//! processes (the subprocess backend, this same executable), so a task that crashes ends one of
+//! those and resolves `WorkerLost` at once, and a time limit or a cancel can stop a running one
+//! by ending its process; async tasks run on the host's tokio runtime ([`run`]). While a task
+//! runs the host confirms progress every third of `ack_wait`, so a long task keeps its lease; a
+//! host that dies stops confirming and JetStream hands the task to another host after
+//! `ack_wait`. On SIGTERM a host stops pulling, hands back what it pulled but did not start,
+//! finishes what runs, and exits.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+mod run;
+mod running;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
-use polyexec_core::TaskError;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use polyexec_core::Executor;
+use polyexec_subprocess::ProcessPool;
+use tokio::sync::Semaphore;
 
 use crate::addr::Kind;
 use crate::build_id::BuildId;
-use crate::frame::{self, CancelNotice, Hello, Key, Refusal, Refused, Reply, kind};
+use crate::frame::{CancelNotice, Hello, Key, kind};
 use crate::settings::{self, Settings, env};
+use run::run_one;
+use running::Running;
 
 /// How long one pull request waits for tasks; also the longest a SIGTERM waits for a pull.
 const PULL_EXPIRES: Duration = Duration::from_millis(500);
@@ -89,14 +97,24 @@ fn run() -> Result<(), String> {
     polyexec_core::install_panic_hook();
     let settings = Settings::from_env()?;
     let build = BuildId::current()?;
+    // Started before the host answers any roll call: a pool that sees the host can use it.
+    let processes = ProcessPool::builder()
+        .workers(settings.slots as usize)
+        .build()
+        .map(Arc::new)
+        .map_err(|e| format!("cannot start the host's worker processes: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.slots.clamp(1, 4) as usize)
-        .max_blocking_threads(settings.slots as usize + 1)
         .thread_name("polyexec-cluster-host")
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
-    runtime.block_on(serve(settings, build))
+    let served = runtime.block_on(serve(settings, build, Arc::clone(&processes)));
+    // Every task is done (`serve` waited for them); the runtime's leftovers go first, so the
+    // process pool is stopped here, on a thread that may wait, and its workers exit cleanly.
+    drop(runtime);
+    processes.shutdown();
+    served
 }
 
 /// What every task of a host shares.
@@ -105,11 +123,17 @@ struct Host {
     key: Key,
     build: BuildId,
     ack_wait: Duration,
-    /// Async tasks running now, by (pool subject, task id), for cancel notices.
-    running: Mutex<HashMap<(String, u64), tokio::task::AbortHandle>>,
+    /// Runs the blocking tasks, one worker process per slot.
+    processes: Arc<ProcessPool>,
+    /// The tasks running now, for cancel notices.
+    running: Running,
 }
 
-async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
+async fn serve(
+    settings: Settings,
+    build: BuildId,
+    processes: Arc<ProcessPool>,
+) -> Result<(), String> {
     let client = settings::connect(&settings, "polyexec-cluster-host").await?;
     let js = jetstream::new(client.clone());
     let host = Arc::new(Host {
@@ -117,7 +141,8 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
         key: settings.key.clone(),
         build,
         ack_wait: settings.ack_wait,
-        running: Mutex::new(HashMap::new()),
+        processes,
+        running: Running::default(),
     });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
@@ -277,14 +302,7 @@ async fn follow_cancel_notices(
             let Ok(notice) = host.key.open::<CancelNotice>(kind::CANCEL, &notice.payload) else {
                 continue;
             };
-            let running = host
-                .running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&(notice.reply_to, notice.id));
-            if let Some(task) = running {
-                task.abort();
-            }
+            host.running.cancel(&(notice.reply_to, notice.id));
         }
     }))
 }
@@ -293,122 +311,4 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Runs one pulled task and sends its outcome; the slot is free again when this returns.
-async fn run_one(host: Arc<Host>, message: jetstream::Message, permit: OwnedSemaphorePermit) {
-    let request = match frame::open_request(&host.key, &message.payload, host.build) {
-        Ok(request) => request,
-        Err(refused) => {
-            refuse(&host, &message, refused).await;
-            // Never redelivered: no host of this build can run it either.
-            let _ = message.ack_with(AckKind::Term).await;
-            return;
-        }
-    };
-    let message = Arc::new(message);
-    let progress = {
-        let message = Arc::clone(&message);
-        let every = host.ack_wait / 3;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
-        })
-    };
-    let input = request.input;
-    let outcome = match request.addr.kind() {
-        Kind::Blocking => {
-            let run = request.addr.blocking().expect("kind checked");
-            match tokio::task::spawn_blocking(move || run(&input)).await {
-                Ok(outcome) => outcome,
-                Err(err) => Err(TaskError::transport(format!(
-                    "the worker host lost the task's thread: {err}"
-                ))),
-            }
-        }
-        Kind::Async => {
-            let make = request.addr.asynchronous().expect("kind checked");
-            match make(&input) {
-                Err(err) => Err(err),
-                Ok(future) => {
-                    let task = tokio::spawn(future);
-                    let slot = (request.reply_to.clone(), request.id);
-                    host.running
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(slot.clone(), task.abort_handle());
-                    let joined = task.await;
-                    host.running
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&slot);
-                    match joined {
-                        Ok(outcome) => outcome,
-                        Err(err) if err.is_cancelled() => {
-                            // Cancelled by its pool, which resolved the handle already.
-                            progress.abort();
-                            let _ = message.ack_with(AckKind::Term).await;
-                            return;
-                        }
-                        Err(err) => Err(TaskError::transport(format!(
-                            "the worker host lost the task: {err}"
-                        ))),
-                    }
-                }
-            }
-        }
-    };
-    progress.abort();
-    let reply = host.key.seal(
-        kind::REPLY,
-        &Reply {
-            id: request.id,
-            outcome,
-        },
-    );
-    // The result goes out before the ack on the same connection, so the server sees it first:
-    // a task is never acked without its result sent.
-    let _ = host.client.publish(request.reply_to, reply.into()).await;
-    let _ = message.ack().await;
-    drop(permit);
-}
-
-async fn refuse(host: &Host, message: &jetstream::Message, refused: Refused) {
-    match refused {
-        Refused::NotAuthenticated => {
-            // Nothing in the frame can be trusted; the reply subject and id are read only to
-            // tell a misconfigured submitter, never to run anything.
-            if let Some((reply_to, id)) = frame::peek_request(&message.payload) {
-                let refusal = Refusal {
-                    id,
-                    reason: "a worker host refused the task: its frame is not authenticated \
-                             with the host's cluster key (POLYEXEC_CLUSTER_KEY differs)"
-                        .into(),
-                };
-                let _ = host.client.publish(reply_to, refusal.encode().into()).await;
-            }
-        }
-        Refused::OtherBuild {
-            reply_to,
-            id,
-            theirs,
-        } => {
-            let reply = host.key.seal(
-                kind::REPLY,
-                &Reply {
-                    id,
-                    outcome: Err(TaskError::transport(format!(
-                        "a worker host of build {:?} refused a task of build {theirs:?}: \
-                         run the same executable on every machine",
-                        host.build
-                    ))),
-                },
-            );
-            let _ = host.client.publish(reply_to, reply.into()).await;
-        }
-    }
 }
