@@ -243,7 +243,7 @@ impl Cancel for Shared {
     fn cancel(&self, id: u64) {
         if let Some(seq) = self.take(id) {
             // Deleted from the stream before this returns, so a queued task never starts; a
-            // running async task is stopped on its host.
+            // running one is stopped on its host.
             self.forget(vec![(id, seq)], true);
         }
     }
