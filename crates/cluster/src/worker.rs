@@ -6,7 +6,7 @@
 //! until some host can start it. Blocking tasks run in a local process pool of `slots` worker
 //! processes (the subprocess backend, this same executable), so a task that crashes ends one of
 //! those and resolves `WorkerLost` at once, and a time limit or a cancel can stop a running one
-//! by ending its process; async tasks run on the host's tokio runtime ([`run`]). While a task
+//! by ending its process; async tasks run on the host's tokio runtime (module `run`). While a task
 //! runs the host confirms progress every third of `ack_wait`, so a long task keeps its lease; a
 //! host that dies stops confirming and JetStream hands the task to another host after
 //! `ack_wait`. On SIGTERM a host stops pulling, hands back what it pulled but did not start,
