@@ -1,35 +1,36 @@
 //! Worker host mode: this executable, started with `--polyexec-cluster-worker` (or by a pool as
 //! a local worker), pulls the tasks of its own build from JetStream and runs them.
 //!
-//! A host runs up to `slots` tasks at a time and pulls only as many as it has free slots, so a
-//! queued task stays in the stream (where another host can take it, or a cancel can delete it)
-//! until some host can start it. Blocking tasks run in a local process pool of `slots` worker
+//! A host runs up to `slots` tasks at a time and, while its tasks take long, pulls only as many
+//! as it has free slots, so a queued task stays in the stream (where another host can take it,
+//! or a cancel can delete it) until some host can start it; while they are short it takes a
+//! few ahead (see [`Queue`]). Blocking tasks run in a local process pool of `slots` worker
 //! processes (the subprocess backend, this same executable), so a task that crashes ends one of
-//! those and resolves `WorkerLost` at once, and a time limit or a cancel can stop a running one
-//! by ending its process; async tasks run on the host's tokio runtime (module `run`). While a task
-//! runs the host confirms progress every third of `ack_wait`, so a long task keeps its lease; a
-//! host that dies stops confirming and JetStream hands the task to another host after
-//! `ack_wait`. On SIGTERM a host stops pulling, hands back what it pulled but did not start,
-//! finishes what runs, and exits.
+//! those and resolves `WorkerLost` at once, and a time limit or a cancel stops a running one by
+//! ending its process; async tasks run on the host's tokio runtime (see `task`). While a task
+//! is held the host confirms progress every third of `ack_wait`, so a long task keeps its
+//! lease; a host that dies stops confirming and JetStream hands the task to another host after
+//! `ack_wait`. A task is acknowledged only once its pool confirmed its result (see `task`). On
+//! SIGTERM a host stops pulling, hands back what it took but did not start, finishes what runs,
+//! and exits.
 
-mod run;
-mod running;
+mod task;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use polyexec_core::Executor;
 use polyexec_subprocess::ProcessPool;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::addr::Kind;
 use crate::build_id::BuildId;
 use crate::frame::{CancelNotice, Hello, Key, kind};
 use crate::settings::{self, Settings, env};
-use run::run_one;
-use running::Running;
 
 /// How long one pull request waits for tasks; also the longest a SIGTERM waits for a pull.
 const PULL_EXPIRES: Duration = Duration::from_millis(500);
@@ -125,8 +126,60 @@ struct Host {
     ack_wait: Duration,
     /// Runs the blocking tasks, one worker process per slot.
     processes: Arc<ProcessPool>,
-    /// The tasks running now, for cancel notices.
-    running: Running,
+    /// The tasks this host holds (waiting for a slot or running), by (pool subject, task id):
+    /// a cancel notice takes a task's entry out and fires it, which stops the task.
+    held: Mutex<HashMap<(String, u64), oneshot::Sender<()>>>,
+}
+
+/// Average run time below which a host takes tasks ahead of its free slots.
+const SHORT_TASK: Duration = Duration::from_millis(2);
+
+/// Tasks per slot a host takes ahead while its tasks are short.
+const PREFETCH_PER_SLOT: u32 = 16;
+
+/// The tasks of one kind a host holds, and how long they took of late.
+///
+/// Invariant: a task holds one permit of `held` or of `prefetch` from the pull that took it
+/// until its result is sent (or it is handed back), and one of `run` while it runs, so at most
+/// `slots` tasks run and at most `slots` (or, while tasks are short, `slots * (1 +
+/// PREFETCH_PER_SLOT)`) are held.
+pub(crate) struct Queue {
+    held: Arc<Semaphore>,
+    prefetch: Arc<Semaphore>,
+    prefetch_permits: u32,
+    run: Arc<Semaphore>,
+    /// Moving average of recent run times in nanoseconds; `u64::MAX` before the first.
+    recent_nanos: AtomicU64,
+}
+
+impl Queue {
+    fn new(slots: u32) -> Queue {
+        let prefetch_permits = slots.saturating_mul(PREFETCH_PER_SLOT);
+        Queue {
+            held: Arc::new(Semaphore::new(slots as usize)),
+            prefetch: Arc::new(Semaphore::new(prefetch_permits as usize)),
+            prefetch_permits,
+            run: Arc::new(Semaphore::new(slots as usize)),
+            recent_nanos: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn tasks_are_short(&self) -> bool {
+        self.recent_nanos.load(Ordering::Relaxed) < SHORT_TASK.as_nanos() as u64
+    }
+
+    /// Folds one task's run time into the average (weight 1/8). Only pulls read it, and a lost
+    /// update between two finishing tasks changes nothing that matters.
+    pub(crate) fn ran_for(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX - 1);
+        let recent = self.recent_nanos.load(Ordering::Relaxed);
+        let next = if recent == u64::MAX {
+            took
+        } else {
+            recent - recent / 8 + took / 8
+        };
+        self.recent_nanos.store(next, Ordering::Relaxed);
+    }
 }
 
 async fn serve(
@@ -142,7 +195,7 @@ async fn serve(
         build,
         ack_wait: settings.ack_wait,
         processes,
-        running: Running::default(),
+        held: Mutex::new(HashMap::new()),
     });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
@@ -191,8 +244,13 @@ async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// Pulls tasks of one kind, as many as there are free slots, until told to stop; then waits
-/// until the tasks it started are done.
+/// Pulls tasks of one kind until told to stop; then waits until the tasks it took are done.
+///
+/// A host holds at most `slots` tasks of a kind while its recent tasks were long, so a queued
+/// task stays in the stream until some host can start it. While they were short (under
+/// [`SHORT_TASK`] on average) it also holds up to `PREFETCH_PER_SLOT` tasks per slot waiting for
+/// one: a pull request per started task would otherwise bound throughput by the round trip to
+/// the server.
 async fn pull(
     host: Arc<Host>,
     js: jetstream::Context,
@@ -202,15 +260,20 @@ async fn pull(
     slots: u32,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let free = Arc::new(Semaphore::new(slots as usize));
+    let queue = Arc::new(Queue::new(slots));
     'pull: loop {
         let first = tokio::select! {
-            permit = Arc::clone(&free).acquire_owned() => permit.expect("never closed"),
+            permit = Arc::clone(&queue.held).acquire_owned() => permit.expect("never closed"),
             () = stopped(&mut stopping) => break 'pull,
         };
         let mut permits = vec![first];
-        while let Ok(permit) = Arc::clone(&free).try_acquire_owned() {
+        while let Ok(permit) = Arc::clone(&queue.held).try_acquire_owned() {
             permits.push(permit);
+        }
+        if queue.tasks_are_short() {
+            while let Ok(permit) = Arc::clone(&queue.prefetch).try_acquire_owned() {
+                permits.push(permit);
+            }
         }
         let batch = consumer
             .batch()
@@ -243,7 +306,13 @@ async fn pull(
                     }
                     Some(Ok(message)) => {
                         let permit = permits.pop().expect("a batch never exceeds its permits");
-                        tokio::spawn(run_one(Arc::clone(&host), message, permit));
+                        tokio::spawn(task::handle(
+                            Arc::clone(&host),
+                            Arc::clone(&queue),
+                            message,
+                            permit,
+                            stopping.clone(),
+                        ));
                     }
                     Some(Err(_)) => break,
                 },
@@ -254,8 +323,13 @@ async fn pull(
             break;
         }
     }
-    // Every slot back means every task finished and its result was sent.
-    let _all = free.acquire_many(slots).await.expect("never closed");
+    // Every permit back means every task taken finished and its result was sent.
+    let _held = queue.held.acquire_many(slots).await.expect("never closed");
+    let _prefetched = queue
+        .prefetch
+        .acquire_many(queue.prefetch_permits)
+        .await
+        .expect("never closed");
 }
 
 async fn answer_roll_calls(
@@ -302,7 +376,14 @@ async fn follow_cancel_notices(
             let Ok(notice) = host.key.open::<CancelNotice>(kind::CANCEL, &notice.payload) else {
                 continue;
             };
-            host.running.cancel(&(notice.reply_to, notice.id));
+            let held = host
+                .held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&(notice.reply_to, notice.id));
+            if let Some(stop) = held {
+                let _ = stop.send(());
+            }
         }
     }))
 }
