@@ -119,7 +119,7 @@ pub(crate) type Forwarded = (TaskAddr, ByteBuf);
 ///
 /// This makes a [`Verified`] without checking a cluster frame, which is sound because of where
 /// its input can come from:
-/// - Only a host submits it, only from `worker::run`, and only with [`Verified::forward`] of a
+/// - Only a host submits it, only from `worker::task`, and only with [`Verified::forward`] of a
 ///   verified address: no other code of the crate names this function as a task.
 /// - The subprocess backend runs a task only from its parent's frames: the worker's channel is a
 ///   socket pair inherited by that child alone (no name anyone can connect to), each task

@@ -45,7 +45,8 @@ enum Ran {
     Finished(Result<Vec<u8>, TaskError>),
     /// Its pool cancelled it: no result is sent.
     Cancelled,
-    /// The host is stopping and the task had not started: handed back for another host.
+    /// The host is stopping and the task had not started (or its process pool was stopped
+    /// under it): handed back for another host.
     HandedBack,
 }
 
