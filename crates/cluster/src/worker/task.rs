@@ -19,6 +19,7 @@
 //! - A task with a time limit is stopped as a cancel stops it when the limit, counted from its
 //!   start here, passes; its outcome is then `TimedOut`.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,10 +78,26 @@ pub(super) async fn handle(
     } = request;
     let slot = (reply_to, id);
     let (cancel, cancelled) = oneshot::channel();
-    host.held
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(slot.clone(), cancel);
+    let again = {
+        let mut held = host
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held.entry(slot.clone()) {
+            Entry::Occupied(_) => true,
+            Entry::Vacant(entry) => {
+                entry.insert(cancel);
+                false
+            }
+        }
+    };
+    if again {
+        // Delivered again while this host still holds it (its progress acks were lost, say,
+        // in a reconnection): the delivery already here answers the pool, so this one is
+        // terminated rather than run twice side by side.
+        let _ = message.ack_with(AckKind::Term).await;
+        return;
+    }
 
     let mut progress = tokio::time::interval_at(
         tokio::time::Instant::now() + host.ack_wait / 3,
