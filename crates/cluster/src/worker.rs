@@ -124,6 +124,8 @@ struct Host {
     key: Key,
     build: BuildId,
     ack_wait: Duration,
+    /// The largest message the server takes.
+    max_payload: usize,
     /// Runs the blocking tasks, one worker process per slot.
     processes: Arc<ProcessPool>,
     /// The tasks this host holds (waiting for a slot or running), by (pool subject, task id):
@@ -194,6 +196,7 @@ async fn serve(
         key: settings.key.clone(),
         build,
         ack_wait: settings.ack_wait,
+        max_payload: client.server_info().max_payload,
         processes,
         held: Mutex::new(HashMap::new()),
     });

@@ -103,6 +103,8 @@ pub(crate) struct Shared {
     drained: Condvar,
     next_id: AtomicU64,
     commands: mpsc::UnboundedSender<Command>,
+    /// The largest message the server takes (its `max_payload`, 1 MiB unless configured).
+    pub(crate) max_payload: usize,
     /// What `metrics()` reads: each task's outcome is counted where its pending entry is taken.
     /// Its workers are the pool's slots, counted alive until the pool stops.
     counters: Arc<Counters>,
@@ -193,6 +195,12 @@ impl Shared {
                 time_limit,
             },
         );
+        if frame.len() > self.max_payload {
+            // The server would close the connection on it, failing every task in flight.
+            let err = too_large(CodecStage::EncodeInput, frame.len(), self.max_payload);
+            self.counters.count(Outcome::of_error(&err));
+            return TaskHandle::ready(Err(err));
+        }
         {
             let mut state = self.lock();
             if state.closed {
@@ -261,6 +269,22 @@ impl Shared {
             self.forget(vec![(id, seq)], true);
         }
     }
+}
+
+/// The error of a task whose input or output does not fit in one NATS message.
+pub(crate) fn too_large(stage: CodecStage, len: usize, max: usize) -> TaskError {
+    let what = match stage {
+        CodecStage::EncodeInput => "input",
+        _ => "output",
+    };
+    TaskError::codec(
+        stage,
+        format!(
+            "the task's {what} takes {len} bytes in its message, more than the NATS server's \
+             max_payload of {max} bytes; raise max_payload in the server's configuration, or \
+             pass large data out of band (an object store) and send its name"
+        ),
+    )
 }
 
 fn decode_output<Out: Portable>(bytes: Vec<u8>) -> Result<Out, TaskError> {
