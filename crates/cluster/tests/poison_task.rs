@@ -40,6 +40,16 @@ fn a_task_that_kills_its_hosts_fails_after_max_deliver_and_the_pool_goes_on() {
         err.to_string().contains("lost on each of its 2 deliveries"),
         "{err}"
     );
-    // The hosts it killed were replaced.
+    // The hosts it killed were replaced, and `metrics()` counts it. A host's watcher starts
+    // its replacement as soon as it is reaped; the wait for that is bounded.
     assert_eq!(pool.spawn(2u8, |x: u8| x + 1).join(), Ok(3));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while pool.metrics().worker_restarts() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two hosts were killed, but {:?}",
+            pool.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

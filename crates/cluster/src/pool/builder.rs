@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use polyexec_core::{BuildError, Counters};
@@ -347,6 +347,7 @@ impl ClusterPoolBuilder {
         settings: &Settings,
         build: BuildId,
         reply_to: &str,
+        restarts: &Arc<OnceLock<Arc<Counters>>>,
     ) -> Result<(Io, Option<LocalWorkers>, Roll), BuildError> {
         let _context = runtime.enter();
         let io = runtime
@@ -354,7 +355,10 @@ impl ClusterPoolBuilder {
             .map_err(BuildError::Start)?;
         let client = io.client.clone();
         let local = if self.local_workers > 0 {
-            Some(LocalWorkers::start(self.local_workers, settings).map_err(BuildError::Start)?)
+            Some(
+                LocalWorkers::start(self.local_workers, settings, restarts)
+                    .map_err(BuildError::Start)?,
+            )
         } else {
             None
         };
@@ -435,9 +439,10 @@ impl ClusterPoolBuilder {
         let reply_to = format!("{}.result.{pool_id:016x}", settings.prefix);
         // On a thread of its own: `block_on` refuses to run on a thread that drives another
         // tokio runtime, and a pool may well be built from inside one.
+        let restarts = Arc::new(OnceLock::new());
         let (io, local, roll) = std::thread::scope(|scope| {
             scope
-                .spawn(|| self.start(&runtime, &settings, build, &reply_to))
+                .spawn(|| self.start(&runtime, &settings, build, &reply_to, &restarts))
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })?;
@@ -450,6 +455,8 @@ impl ClusterPoolBuilder {
         for _ in 0..slots {
             counters.worker_started();
         }
+        // Local workers restarted from now on are counted.
+        let _ = restarts.set(Arc::clone(&counters));
         let (commands, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             settings,

@@ -9,10 +9,11 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use polyexec_core::Counters;
 use rustix::process::{Pid, PidfdFlags, Signal};
 
 use crate::settings::{Settings, env};
@@ -50,8 +51,13 @@ pub(crate) struct LocalWorkers {
 }
 
 impl LocalWorkers {
-    /// Starts `n` local workers with `settings`.
-    pub(crate) fn start(n: usize, settings: &Settings) -> Result<LocalWorkers, String> {
+    /// Starts `n` local workers with `settings`. Each restart is counted in the counters
+    /// `restarts` holds by then (set once the pool exists, after its first workers started).
+    pub(crate) fn start(
+        n: usize,
+        settings: &Settings,
+        restarts: &Arc<OnceLock<Arc<Counters>>>,
+    ) -> Result<LocalWorkers, String> {
         let vars = settings.to_env();
         let mut workers = LocalWorkers { slots: Vec::new() };
         for i in 0..n {
@@ -62,9 +68,10 @@ impl LocalWorkers {
             let thread = {
                 let slot = Arc::clone(&slot);
                 let vars = vars.clone();
+                let restarts = Arc::clone(restarts);
                 std::thread::Builder::new()
                     .name(format!("polyexec-cluster-local-{i}"))
-                    .spawn(move || keep_running(&slot, &vars))
+                    .spawn(move || keep_running(&slot, &vars, &restarts))
                     .map_err(|e| format!("cannot start a thread for a local worker: {e}"))?
             };
             workers.slots.push((slot, Some(thread)));
@@ -140,9 +147,15 @@ impl Drop for LocalWorkers {
 }
 
 /// The watcher thread of one local worker: starts it, reaps it, starts it again.
-fn keep_running(slot: &Slot, vars: &[(&'static str, String)]) {
+fn keep_running(slot: &Slot, vars: &[(&'static str, String)], restarts: &OnceLock<Arc<Counters>>) {
     let mut early_exits = 0;
+    let mut first = true;
     loop {
+        if !std::mem::take(&mut first) {
+            if let Some(counters) = restarts.get() {
+                counters.worker_restarted();
+            }
+        }
         let mut command = Command::new("/proc/self/exe");
         command
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
