@@ -76,7 +76,10 @@ pub(crate) fn serve_and_exit() -> ! {
         }
     }
     let code = match run() {
-        Ok(()) => 0,
+        Ok(()) => {
+            log(format_args!("stopped"));
+            0
+        }
         Err(message) => {
             eprintln!("polyexec cluster worker: {message}");
             2
@@ -138,8 +141,15 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
     }
     let roll_call = answer_roll_calls(&settings, &host).await?;
     let cancels = follow_cancel_notices(&settings, &host).await?;
+    log(format_args!(
+        "serving queue `{}` of build {build:?} with {} slots at {}",
+        settings.queue, settings.slots, settings.url
+    ));
     let _ = sigterm.recv().await;
     let _ = stop.send(true);
+    log(format_args!(
+        "SIGTERM: pulls no more tasks, finishes those it runs, then exits"
+    ));
     for puller in pullers {
         let _ = puller.await;
     }
@@ -153,6 +163,15 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
         Err(_) => Err(format!(
             "the NATS server did not take the last results within {FLUSH_LIMIT:?}"
         )),
+    }
+}
+
+/// Tells the operator of a host started by hand (or by systemd, a container) that it serves
+/// and that it stops, on stderr. A pool's local workers say nothing: their stderr is the
+/// program's, and a pool stops them every time it shuts down.
+fn log(message: std::fmt::Arguments<'_>) {
+    if !std::env::var(env::WORKER).is_ok_and(|v| v.starts_with("parent:")) {
+        eprintln!("polyexec cluster worker {}: {message}", std::process::id());
     }
 }
 

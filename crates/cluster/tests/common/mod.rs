@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod hosts;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};

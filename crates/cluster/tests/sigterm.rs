@@ -1,0 +1,141 @@
+//! A worker host that gets SIGTERM while it runs tasks leaves cleanly: it pulls nothing more
+//! (not even for a slot that frees meanwhile), finishes the tasks it runs (whose handles resolve
+//! with that host's results, once each), the tasks queued behind go to another host, and it
+//! exits with status 0.
+//!
+//! The hosts are children of the test started the way an operator starts one
+//! (`--polyexec-cluster-worker` and the settings in the environment), so the test can signal
+//! them and reap them itself. Every step waits for an event (a task reporting over a loopback
+//! socket, a host's line on stderr, a handle), each bounded by `HANG`.
+
+polyexec_cluster::test_hook!();
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::hosts::{Host, host_env, random_key};
+use polyexec_cluster::ClusterPool;
+use polyexec_core::Executor;
+
+/// Longest wait for something that must happen; only a broken backend hits it.
+const HANG: Duration = Duration::from_secs(120);
+
+/// Long enough that no task is delivered twice during the test: a stopping host must hand its
+/// work over by itself, not by JetStream giving up on it.
+const ACK_WAIT: Duration = Duration::from_secs(300);
+
+/// Connects to the test, sends this host's pid, waits for the test's word, and returns the pid.
+fn report_and_wait(port: u16) -> u32 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the test");
+    stream
+        .write_all(&std::process::id().to_le_bytes())
+        .expect("send the pid");
+    let mut go = [0u8];
+    stream.read_exact(&mut go).expect("the test's word");
+    std::process::id()
+}
+
+/// The pid of the host that runs it.
+fn host_pid((): ()) -> u32 {
+    std::process::id()
+}
+
+/// Accepts the connections of `report_and_wait` tasks and hands them over with their pid.
+fn listen() -> (u16, mpsc::Receiver<(u32, TcpStream)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().unwrap().port();
+    let (arrived, arrivals) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut pid = [0u8; 4];
+            if stream.read_exact(&mut pid).is_ok()
+                && arrived.send((u32::from_le_bytes(pid), stream)).is_err()
+            {
+                return;
+            }
+        }
+    });
+    (port, arrivals)
+}
+
+#[test]
+fn a_host_given_sigterm_finishes_its_tasks_leaves_the_queue_to_others_and_exits_0() {
+    let url = common::url();
+    let key = random_key();
+    let queue = common::unique_queue();
+    // Two slots, both taken by tasks that wait for the test: the tasks queued behind them stay
+    // in the stream (a host pulls only for free slots).
+    let mut first = Host::start(&host_env(&url, &key, &queue, 2, ACK_WAIT));
+    first.wait_for("serving", HANG);
+    let pool = ClusterPool::builder()
+        .url(&url)
+        .key(&key)
+        .queue(&queue)
+        .ack_wait(ACK_WAIT)
+        .build()
+        .expect("build a cluster pool on the test's host");
+    let (port, arrivals) = listen();
+
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        running.push(pool.spawn(port, report_and_wait));
+    }
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let (pid, stream) = arrivals.recv_timeout(HANG).expect("a task started");
+        assert_eq!(pid, first.pid(), "the only host runs the task");
+        started.push(stream);
+    }
+    let queued: Vec<_> = (0..4).map(|_| pool.spawn((), host_pid)).collect();
+
+    first.sigterm();
+    first.wait_for("SIGTERM", HANG);
+    // One task finishes on the stopping host: its result reaches the pool, and the slot it
+    // frees pulls nothing (a host that still pulled would take queued tasks now).
+    started[0].write_all(b"g").expect("release a task");
+    let one = running.remove(0);
+    assert_eq!(
+        one.join(),
+        Ok(first.pid()),
+        "a task's result comes from the host it ran on"
+    );
+    // The tasks queued behind go to a host that can take them, while the first host still runs
+    // its other task.
+    let mut second = Host::start(&host_env(&url, &key, &queue, 1, ACK_WAIT));
+    for handle in queued {
+        assert_eq!(
+            handle.join(),
+            Ok(second.pid()),
+            "a queued task ran on the stopping host"
+        );
+    }
+    let other = running.remove(0);
+    assert!(!other.is_finished(), "a task resolved before it was let go");
+    started[1].write_all(b"g").expect("release the other task");
+    assert_eq!(other.join(), Ok(first.pid()));
+
+    let status = first.wait_exit(HANG);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the stopping host exited with {status}"
+    );
+    // Each ran once: no second delivery of either reached a host.
+    assert!(
+        arrivals.try_recv().is_err(),
+        "a running task was started again"
+    );
+    let metrics = pool.metrics();
+    assert_eq!(metrics.succeeded(), 6, "{metrics:?}");
+    assert_eq!(metrics.running(), 0, "{metrics:?}");
+    pool.shutdown();
+
+    second.sigterm();
+    let status = second.wait_exit(HANG);
+    assert_eq!(status.code(), Some(0), "the idle host exited with {status}");
+}
