@@ -17,7 +17,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::hosts::{Host, host_env, random_key};
+use common::hosts::{Host, PoolGuard, host_env, random_key};
 use polyexec_cluster::ClusterPool;
 use polyexec_core::Executor;
 
@@ -72,13 +72,15 @@ fn a_host_given_sigterm_finishes_its_tasks_leaves_the_queue_to_others_and_exits_
     // in the stream (a host pulls only for free slots).
     let mut first = Host::start(&host_env(&url, &key, &queue, 2, ACK_WAIT));
     first.wait_for("serving", HANG);
-    let pool = ClusterPool::builder()
-        .url(&url)
-        .key(&key)
-        .queue(&queue)
-        .ack_wait(ACK_WAIT)
-        .build()
-        .expect("build a cluster pool on the test's host");
+    let pool = PoolGuard(
+        ClusterPool::builder()
+            .url(&url)
+            .key(&key)
+            .queue(&queue)
+            .ack_wait(ACK_WAIT)
+            .build()
+            .expect("build a cluster pool on the test's host"),
+    );
     let (port, arrivals) = listen();
 
     let mut running = Vec::new();

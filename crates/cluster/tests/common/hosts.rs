@@ -157,3 +157,23 @@ impl Drop for Host {
         }
     }
 }
+
+/// A pool that, dropped by a failing test, shuts down at once instead of waiting for its
+/// pending tasks (whose hosts a failing test may never let finish).
+pub(crate) struct PoolGuard(pub(crate) polyexec_cluster::ClusterPool);
+
+impl std::ops::Deref for PoolGuard {
+    type Target = polyexec_cluster::ClusterPool;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            polyexec_core::Executor::shutdown_now(&self.0);
+        }
+    }
+}
