@@ -147,13 +147,16 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
     ));
     let _ = sigterm.recv().await;
     let _ = stop.send(true);
+    // A stopping host answers no roll call: a pool built now must not count on it. Awaited,
+    // so that once the host says it stops, it answers none.
+    roll_call.abort();
+    let _ = roll_call.await;
     log(format_args!(
         "SIGTERM: pulls no more tasks, finishes those it runs, then exits"
     ));
     for puller in pullers {
         let _ = puller.await;
     }
-    roll_call.abort();
     cancels.abort();
     // Bounded: with the server gone for good, the results are lost either way (and their
     // tasks, never acked, are delivered again once it is back).
@@ -198,9 +201,12 @@ async fn pull(
 ) {
     let free = Arc::new(Semaphore::new(slots as usize));
     'pull: loop {
+        // Biased, stop first: a slot that frees as the host is told to stop must not pull
+        // (an unbiased select picks either when both are ready).
         let first = tokio::select! {
-            permit = Arc::clone(&free).acquire_owned() => permit.expect("never closed"),
+            biased;
             () = stopped(&mut stopping) => break 'pull,
+            permit = Arc::clone(&free).acquire_owned() => permit.expect("never closed"),
         };
         let mut permits = vec![first];
         while let Ok(permit) = Arc::clone(&free).try_acquire_owned() {
@@ -228,7 +234,10 @@ async fn pull(
         };
         let mut stop = false;
         loop {
+            // Biased, stop first: once told to stop, no message of the batch starts.
             tokio::select! {
+                biased;
+                () = stopped(&mut stopping), if !stop => stop = true,
                 next = batch.next() => match next {
                     None => break,
                     Some(Ok(message)) if stop => {
@@ -241,7 +250,6 @@ async fn pull(
                     }
                     Some(Err(_)) => break,
                 },
-                () = stopped(&mut stopping), if !stop => stop = true,
             }
         }
         if stop {

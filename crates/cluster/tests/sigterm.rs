@@ -1,7 +1,7 @@
 //! A worker host that gets SIGTERM while it runs tasks leaves cleanly: it pulls nothing more
 //! (not even for a slot that frees meanwhile), finishes the tasks it runs (whose handles resolve
 //! with that host's results, once each), the tasks queued behind go to another host, and it
-//! exits with status 0.
+//! exits with status 0. From the SIGTERM on, it answers no roll call.
 //!
 //! The hosts are children of the test started the way an operator starts one
 //! (`--polyexec-cluster-worker` and the settings in the environment), so the test can signal
@@ -97,6 +97,16 @@ fn a_host_given_sigterm_finishes_its_tasks_leaves_the_queue_to_others_and_exits_
 
     first.sigterm();
     first.wait_for("SIGTERM", HANG);
+    // A stopping host no longer answers the roll call: a pool built now does not count on it.
+    let late = ClusterPool::builder()
+        .url(&url)
+        .key(&key)
+        .queue(&queue)
+        .ack_wait(ACK_WAIT)
+        .worker_wait(Duration::from_secs(1))
+        .build();
+    let err = late.expect_err("a pool built after the SIGTERM counted the stopping host");
+    assert!(err.to_string().contains("0 of 1 worker hosts"), "{err}");
     // One task finishes on the stopping host: its result reaches the pool, and the slot it
     // frees pulls nothing (a host that still pulled would take queued tasks now).
     started[0].write_all(b"g").expect("release a task");
