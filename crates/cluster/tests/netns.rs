@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::hosts::{Host, PoolGuard, host_env, random_key};
+use common::hosts::{Host, PoolGuard, host_env, join_within, random_key};
 use polyexec_cluster::ClusterPool;
 use polyexec_core::Executor;
 
@@ -325,7 +325,7 @@ fn tasks_on_a_host_behind_a_veth_survive_a_partition_longer_than_ack_wait() {
 
     for (tag, handle) in running.into_iter().chain(queued) {
         assert_eq!(
-            handle.join(),
+            join_within(handle, HANG, &format!("task {tag}")),
             Ok((tag * 3, there.clone())),
             "task {tag} after the partition"
         );

@@ -17,7 +17,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::hosts::{Host, PoolGuard, host_env, random_key};
+use common::hosts::{Host, PoolGuard, host_env, join_within, random_key};
 use polyexec_cluster::ClusterPool;
 use polyexec_core::Executor;
 
@@ -112,7 +112,7 @@ fn a_host_given_sigterm_finishes_its_tasks_leaves_the_queue_to_others_and_exits_
     started[0].write_all(b"g").expect("release a task");
     let one = running.remove(0);
     assert_eq!(
-        one.join(),
+        join_within(one, HANG, "the first task"),
         Ok(first.pid()),
         "a task's result comes from the host it ran on"
     );
@@ -121,7 +121,7 @@ fn a_host_given_sigterm_finishes_its_tasks_leaves_the_queue_to_others_and_exits_
     let mut second = Host::start(&host_env(&url, &key, &queue, 1, ACK_WAIT));
     for handle in queued {
         assert_eq!(
-            handle.join(),
+            join_within(handle, HANG, "a queued task"),
             Ok(second.pid()),
             "a queued task ran on the stopping host"
         );
@@ -129,7 +129,7 @@ fn a_host_given_sigterm_finishes_its_tasks_leaves_the_queue_to_others_and_exits_
     let other = running.remove(0);
     assert!(!other.is_finished(), "a task resolved before it was let go");
     started[1].write_all(b"g").expect("release the other task");
-    assert_eq!(other.join(), Ok(first.pid()));
+    assert_eq!(join_within(other, HANG, "the second task"), Ok(first.pid()));
 
     let status = first.wait_exit(HANG);
     assert_eq!(

@@ -10,6 +10,17 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Joins `handle`, waiting at most `limit`; panics naming `what` if it does not resolve.
+pub(crate) fn join_within<T>(
+    mut handle: polyexec_core::TaskHandle<T>,
+    limit: Duration,
+    what: &str,
+) -> Result<T, polyexec_core::TaskError> {
+    handle
+        .join_timeout(limit)
+        .unwrap_or_else(|| panic!("{what} did not resolve within {limit:?}"))
+}
+
 /// A random cluster key (64 hex digits), shared by a test's pool and the hosts it starts.
 pub(crate) fn random_key() -> String {
     let mut bytes = [0u8; 32];

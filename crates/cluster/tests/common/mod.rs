@@ -54,9 +54,12 @@ impl Server {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        // The shell ignores the signals a terminal or `timeout` sends the whole process group
+        // (after starting the server, which keeps its own), so it lives to remove the store.
         let script = r#"store=$(mktemp -d) || exit 1
 "$0" -a "$1" -p "$2" -js -sd "$store" 2>&1 &
 pid=$!
+trap '' HUP INT TERM
 read -r _
 kill "$pid"; wait "$pid"; rm -rf "$store""#;
         let mut shell = Command::new("sh")
