@@ -12,6 +12,7 @@ polyexec_cluster::test_hook!();
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
@@ -28,12 +29,13 @@ const HANG: Duration = Duration::from_secs(120);
 /// work over by itself, not by JetStream giving up on it.
 const ACK_WAIT: Duration = Duration::from_secs(300);
 
-/// Connects to the test, sends this host's pid, waits for the test's word, and returns the pid.
-fn report_and_wait(port: u16) -> u32 {
+/// Connects to the test, sends this host's pid and the task's tag, waits for the test's word,
+/// and returns the pid.
+fn report_and_wait((port, tag): (u16, u32)) -> u32 {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the test");
-    stream
-        .write_all(&std::process::id().to_le_bytes())
-        .expect("send the pid");
+    let mut report = std::process::id().to_le_bytes().to_vec();
+    report.extend_from_slice(&tag.to_le_bytes());
+    stream.write_all(&report).expect("send the pid and tag");
     let mut go = [0u8];
     stream.read_exact(&mut go).expect("the test's word");
     std::process::id()
@@ -44,18 +46,21 @@ fn host_pid((): ()) -> u32 {
     std::process::id()
 }
 
-/// Accepts the connections of `report_and_wait` tasks and hands them over with their pid.
-fn listen() -> (u16, mpsc::Receiver<(u32, TcpStream)>) {
+/// Accepts the connections of `report_and_wait` tasks and hands them over with their pid and
+/// tag.
+fn listen() -> (u16, mpsc::Receiver<(u32, u32, TcpStream)>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let port = listener.local_addr().unwrap().port();
     let (arrived, arrivals) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut pid = [0u8; 4];
-            if stream.read_exact(&mut pid).is_ok()
-                && arrived.send((u32::from_le_bytes(pid), stream)).is_err()
-            {
+            let mut report = [0u8; 8];
+            if stream.read_exact(&mut report).is_err() {
+                continue;
+            }
+            let word = |at: usize| u32::from_le_bytes(report[at..at + 4].try_into().unwrap());
+            if arrived.send((word(0), word(4), stream)).is_err() {
                 return;
             }
         }
@@ -85,14 +90,16 @@ fn a_host_given_sigterm_finishes_its_tasks_leaves_the_queue_to_others_and_exits_
 
     let mut running = Vec::new();
     for _ in 0..2 {
-        running.push(pool.spawn(port, report_and_wait));
+        running.push(pool.spawn((port, running.len() as u32), report_and_wait));
     }
-    let mut started = Vec::new();
+    // By tag: the two start in either order.
+    let mut started = HashMap::new();
     for _ in 0..2 {
-        let (pid, stream) = arrivals.recv_timeout(HANG).expect("a task started");
+        let (pid, tag, stream) = arrivals.recv_timeout(HANG).expect("a task started");
         assert_eq!(pid, first.pid(), "the only host runs the task");
-        started.push(stream);
+        started.insert(tag, stream);
     }
+    assert_eq!(started.len(), 2, "a task started twice");
     let queued: Vec<_> = (0..4).map(|_| pool.spawn((), host_pid)).collect();
 
     first.sigterm();
@@ -109,7 +116,14 @@ fn a_host_given_sigterm_finishes_its_tasks_leaves_the_queue_to_others_and_exits_
     assert!(err.to_string().contains("0 of 1 worker hosts"), "{err}");
     // One task finishes on the stopping host: its result reaches the pool, and the slot it
     // frees pulls nothing (a host that still pulled would take queued tasks now).
-    started[0].write_all(b"g").expect("release a task");
+    let mut release = |tag: u32| {
+        started
+            .remove(&tag)
+            .expect("started")
+            .write_all(b"g")
+            .expect("release a task");
+    };
+    release(0);
     let one = running.remove(0);
     assert_eq!(
         join_within(one, HANG, "the first task"),
@@ -128,7 +142,7 @@ fn a_host_given_sigterm_finishes_its_tasks_leaves_the_queue_to_others_and_exits_
     }
     let other = running.remove(0);
     assert!(!other.is_finished(), "a task resolved before it was let go");
-    started[1].write_all(b"g").expect("release the other task");
+    release(1);
     assert_eq!(join_within(other, HANG, "the second task"), Ok(first.pid()));
 
     let status = first.wait_exit(HANG);
