@@ -324,8 +324,9 @@ fn tasks_on_a_host_behind_a_veth_survive_a_partition_longer_than_ack_wait() {
     gate.open();
 
     for (tag, handle) in running.into_iter().chain(queued) {
+        let what = format!("task {tag} (starts so far: {:?})", gate.starts());
         assert_eq!(
-            join_within(handle, HANG, &format!("task {tag}")),
+            join_within(handle, HANG, &what),
             Ok((tag * 3, there.clone())),
             "task {tag} after the partition"
         );

@@ -29,21 +29,27 @@ const HANG: Duration = Duration::from_secs(120);
 /// work over by itself, not by JetStream giving up on it.
 const ACK_WAIT: Duration = Duration::from_secs(300);
 
-/// Connects to the test, sends this host's pid and the task's tag, waits for the test's word,
-/// and returns the pid.
+/// The pid of the host running the task: a host runs blocking tasks in worker processes of
+/// its own, its children.
+fn host_pid() -> u32 {
+    std::os::unix::process::parent_id()
+}
+
+/// Connects to the test, sends the host's pid and the task's tag, waits for the test's word,
+/// and returns the host's pid.
 fn report_and_wait((port, tag): (u16, u32)) -> u32 {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the test");
-    let mut report = std::process::id().to_le_bytes().to_vec();
+    let mut report = host_pid().to_le_bytes().to_vec();
     report.extend_from_slice(&tag.to_le_bytes());
     stream.write_all(&report).expect("send the pid and tag");
     let mut go = [0u8];
     stream.read_exact(&mut go).expect("the test's word");
-    std::process::id()
+    host_pid()
 }
 
 /// The pid of the host that runs it.
-fn host_pid((): ()) -> u32 {
-    std::process::id()
+fn which_host((): ()) -> u32 {
+    host_pid()
 }
 
 /// Accepts the connections of `report_and_wait` tasks and hands them over with their pid and
@@ -100,7 +106,7 @@ fn a_host_given_sigterm_finishes_its_tasks_leaves_the_queue_to_others_and_exits_
         started.insert(tag, stream);
     }
     assert_eq!(started.len(), 2, "a task started twice");
-    let queued: Vec<_> = (0..4).map(|_| pool.spawn((), host_pid)).collect();
+    let queued: Vec<_> = (0..4).map(|_| pool.spawn((), which_host)).collect();
 
     first.sigterm();
     first.wait_for("SIGTERM", HANG);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use polyexec_core::{
     AsyncTask, BlockingTask, Cancel, CodecStage, Counters, Executor, Metrics, Outcome, Portable,
-    TaskError, TaskHandle, assert_portable,
+    SpawnOptions, TaskError, TaskHandle, assert_portable,
 };
 use tokio::sync::mpsc;
 
@@ -167,7 +167,12 @@ impl Shared {
         Some(pending.seq)
     }
 
-    fn submit<Out: Portable>(self: &Arc<Self>, addr: TaskAddr, input: Vec<u8>) -> TaskHandle<Out> {
+    fn submit<Out: Portable>(
+        self: &Arc<Self>,
+        addr: TaskAddr,
+        input: Vec<u8>,
+        time_limit: Option<Duration>,
+    ) -> TaskHandle<Out> {
         self.counters.count_submitted();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let canceller: Arc<dyn Cancel> = Arc::clone(self) as Arc<dyn Cancel>;
@@ -184,6 +189,7 @@ impl Shared {
                 id,
                 addr,
                 input,
+                time_limit,
             },
         );
         {
@@ -237,7 +243,7 @@ impl Cancel for Shared {
     fn cancel(&self, id: u64) {
         if let Some(seq) = self.take(id) {
             // Deleted from the stream before this returns, so a queued task never starts; a
-            // running async task is stopped on its host.
+            // running one is stopped on its host.
             self.forget(vec![(id, seq)], true);
         }
     }
@@ -311,10 +317,35 @@ impl Inner {
         }
     }
 
-    fn with_limit<T>(&self, handle: TaskHandle<T>) -> TaskHandle<T> {
-        match self.time_limit {
-            Some(limit) => handle.with_deadline(limit),
-            None => handle,
+    /// Submits the task at `addr` with its encoded `input` and time limit `limit`: the limit
+    /// travels in the frame (the host stops the work when it expires) and holds the handle.
+    fn submit<Out: Portable>(
+        &self,
+        addr: TaskAddr,
+        input: Result<Vec<u8>, TaskError>,
+        limit: Option<Duration>,
+    ) -> TaskHandle<Out> {
+        match input {
+            Ok(bytes) => {
+                let handle = self.shared.submit(addr, bytes, limit);
+                match limit {
+                    Some(limit) => handle.with_deadline(limit),
+                    None => handle,
+                }
+            }
+            Err(err) => {
+                self.shared.counters.count_submitted();
+                self.shared.counters.count(Outcome::of_error(&err));
+                TaskHandle::ready(Err(err))
+            }
+        }
+    }
+
+    /// The earlier of the pool's time limit and a task's own.
+    fn limit_with(&self, options: SpawnOptions) -> Option<Duration> {
+        match (self.time_limit, options.get_timeout()) {
+            (Some(pool), Some(task)) => Some(pool.min(task)),
+            (pool, task) => pool.or(task),
         }
     }
 
@@ -379,18 +410,11 @@ impl Executor for ClusterPool {
         Out: Portable,
     {
         assert_portable(&task);
-        match encode_input(&input) {
-            Ok(bytes) => self.inner.with_limit(
-                self.inner
-                    .shared
-                    .submit(addr::blocking_addr::<F, In, Out>(), bytes),
-            ),
-            Err(err) => {
-                self.inner.shared.counters.count_submitted();
-                self.inner.shared.counters.count(Outcome::of_error(&err));
-                TaskHandle::ready(Err(err))
-            }
-        }
+        self.inner.submit(
+            addr::blocking_addr::<F, In, Out>(),
+            encode_input(&input),
+            self.inner.time_limit,
+        )
     }
 
     fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
@@ -401,18 +425,48 @@ impl Executor for ClusterPool {
         Fut::Output: Portable,
     {
         assert_portable(&task);
-        match encode_input(&input) {
-            Ok(bytes) => self.inner.with_limit(
-                self.inner
-                    .shared
-                    .submit(addr::async_addr::<F, In, Fut>(), bytes),
-            ),
-            Err(err) => {
-                self.inner.shared.counters.count_submitted();
-                self.inner.shared.counters.count(Outcome::of_error(&err));
-                TaskHandle::ready(Err(err))
-            }
-        }
+        self.inner.submit(
+            addr::async_addr::<F, In, Fut>(),
+            encode_input(&input),
+            self.inner.time_limit,
+        )
+    }
+
+    /// The time limit (the earlier of the options' and the pool's) travels with the task, so its
+    /// host stops a running blocking task when it expires.
+    fn spawn_with<F, In, Out>(&self, input: In, task: F, options: SpawnOptions) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable,
+    {
+        assert_portable(&task);
+        self.inner.submit(
+            addr::blocking_addr::<F, In, Out>(),
+            encode_input(&input),
+            self.inner.limit_with(options),
+        )
+    }
+
+    /// As [`spawn_with`](Self::spawn_with): the host drops the future when the limit expires.
+    fn spawn_async_with<F, In, Fut>(
+        &self,
+        input: In,
+        task: F,
+        options: SpawnOptions,
+    ) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable,
+    {
+        assert_portable(&task);
+        self.inner.submit(
+            addr::async_addr::<F, In, Fut>(),
+            encode_input(&input),
+            self.inner.limit_with(options),
+        )
     }
 
     fn workers(&self) -> usize {
