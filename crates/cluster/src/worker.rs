@@ -130,8 +130,11 @@ struct Host {
     /// Runs the blocking tasks, one worker process per slot.
     processes: Arc<ProcessPool>,
     /// The tasks this host holds (waiting for a slot or running), by (pool subject, task id):
-    /// a cancel notice takes a task's entry out and fires it, which stops the task.
-    held: Mutex<HashMap<(String, u64), oneshot::Sender<()>>>,
+    /// a cancel notice takes a task's entries out and fires them, which stops the task. A task
+    /// can be held twice, each delivery under a hold number of its own: JetStream delivers it
+    /// again to this very host when its lease lapsed (a partition longer than `ack_wait`), and
+    /// each delivery's end must remove its own entry only.
+    held: Mutex<HashMap<(String, u64), Vec<(u64, oneshot::Sender<()>)>>>,
 }
 
 /// Average run time below which a host takes tasks ahead of its free slots.
@@ -408,7 +411,7 @@ async fn follow_cancel_notices(
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&(notice.reply_to, notice.id));
-            if let Some(stop) = held {
+            for (_, stop) in held.into_iter().flatten() {
                 let _ = stop.send(());
             }
         }
