@@ -134,8 +134,11 @@ struct Host {
     /// can be held twice, each delivery under a hold number of its own: JetStream delivers it
     /// again to this very host when its lease lapsed (a partition longer than `ack_wait`), and
     /// each delivery's end must remove its own entry only.
-    held: Mutex<HashMap<(String, u64), Vec<(u64, oneshot::Sender<()>)>>>,
+    held: Mutex<HashMap<(String, u64), Vec<Hold>>>,
 }
+
+/// One delivery of a task held by a host: its hold number, and what a cancel notice fires.
+type Hold = (u64, oneshot::Sender<()>);
 
 /// Average run time below which a host takes tasks ahead of its free slots.
 const SHORT_TASK: Duration = Duration::from_millis(2);
