@@ -127,13 +127,18 @@ struct Host {
     key: Key,
     build: BuildId,
     ack_wait: Duration,
+    /// The largest message the server takes.
+    max_payload: usize,
     /// Runs the blocking tasks, one worker process per slot.
     processes: Arc<ProcessPool>,
     /// The tasks this host holds (waiting for a slot or running), by (pool subject, task id):
     /// a cancel notice takes a task's entries out and fires them, which stops the task. A task
     /// can be held twice, each delivery under a hold number of its own: JetStream delivers it
-    /// again to this very host when its lease lapsed (a partition longer than `ack_wait`), and
-    /// each delivery's end must remove its own entry only.
+    /// again to this very host when its lease lapsed (a partition longer than `ack_wait`, lost
+    /// progress acks), and each delivery's end must remove its own entry only. Both deliveries
+    /// run (the pool keeps the first result): terminating the second instead would take the
+    /// task out of the stream with only the first run behind it, so a host lost after that
+    /// would lose the task for good.
     held: Mutex<HashMap<(String, u64), Vec<Hold>>>,
 }
 
@@ -203,6 +208,7 @@ async fn serve(
         key: settings.key.clone(),
         build,
         ack_wait: settings.ack_wait,
+        max_payload: client.server_info().max_payload,
         processes,
         held: Mutex::new(HashMap::new()),
     });

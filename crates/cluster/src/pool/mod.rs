@@ -103,6 +103,8 @@ pub(crate) struct Shared {
     drained: Condvar,
     next_id: AtomicU64,
     commands: mpsc::UnboundedSender<Command>,
+    /// The largest message the server takes (its `max_payload`, 1 MiB unless configured).
+    pub(crate) max_payload: usize,
     /// What `metrics()` reads: each task's outcome is counted where its pending entry is taken.
     /// Its workers are the pool's slots, counted alive until the pool stops.
     counters: Arc<Counters>,
@@ -150,8 +152,9 @@ impl Shared {
         self.lock().by_seq.get(&seq).copied()
     }
 
-    /// Takes task `id` out of the pending ones without resolving it; its sequence if known.
-    fn take(&self, id: u64) -> Option<Option<u64>> {
+    /// Takes task `id` out of the pending ones without resolving it, counting it as `outcome`;
+    /// its sequence if known.
+    fn take(&self, id: u64, outcome: Outcome) -> Option<Option<u64>> {
         let mut state = self.lock();
         let pending = state.pending.remove(&id)?;
         if let Some(seq) = pending.seq {
@@ -163,7 +166,7 @@ impl Shared {
         // Dropping `deliver` drops the resolver: a handle still waiting reads `ShutDown`, but
         // the one cancelling is resolved `Cancelled` already.
         drop(pending.deliver);
-        self.counters.count(Outcome::Cancelled);
+        self.counters.count(outcome);
         Some(pending.seq)
     }
 
@@ -192,6 +195,12 @@ impl Shared {
                 time_limit,
             },
         );
+        if frame.len() > self.max_payload {
+            // The server would close the connection on it, failing every task in flight.
+            let err = too_large(CodecStage::EncodeInput, frame.len(), self.max_payload);
+            self.counters.count(Outcome::of_error(&err));
+            return TaskHandle::ready(Err(err));
+        }
         {
             let mut state = self.lock();
             if state.closed {
@@ -241,12 +250,41 @@ impl Shared {
 
 impl Cancel for Shared {
     fn cancel(&self, id: u64) {
-        if let Some(seq) = self.take(id) {
+        self.stop_task(id, Outcome::Cancelled);
+    }
+
+    /// A time limit (the pool's, or `spawn_with`'s) passed: stopped as a cancel, counted
+    /// timed out.
+    fn expire(&self, id: u64) {
+        self.stop_task(id, Outcome::TimedOut);
+    }
+}
+
+impl Shared {
+    /// Stops task `id` if it is still pending, counting it as `outcome`.
+    fn stop_task(&self, id: u64, outcome: Outcome) {
+        if let Some(seq) = self.take(id, outcome) {
             // Deleted from the stream before this returns, so a queued task never starts; a
             // running one is stopped on its host.
             self.forget(vec![(id, seq)], true);
         }
     }
+}
+
+/// The error of a task whose input or output does not fit in one NATS message.
+pub(crate) fn too_large(stage: CodecStage, len: usize, max: usize) -> TaskError {
+    let what = match stage {
+        CodecStage::EncodeInput => "input",
+        _ => "output",
+    };
+    TaskError::codec(
+        stage,
+        format!(
+            "the task's {what} takes {len} bytes in its message, more than the NATS server's \
+             max_payload of {max} bytes; raise max_payload in the server's configuration, or \
+             pass large data out of band (an object store) and send its name"
+        ),
+    )
 }
 
 fn decode_output<Out: Portable>(bytes: Vec<u8>) -> Result<Out, TaskError> {

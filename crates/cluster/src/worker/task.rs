@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
-use polyexec_core::{Executor, TaskError, TaskHandle};
+use polyexec_core::{CodecStage, Executor, TaskError, TaskHandle};
 use serde_bytes::ByteBuf;
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
@@ -131,7 +131,17 @@ pub(super) async fn handle(
             return;
         }
     };
-    let reply: Bytes = host.key.seal(kind::REPLY, &Reply { id, outcome }).into();
+    let mut reply = host.key.seal(kind::REPLY, &Reply { id, outcome });
+    if reply.len() > host.max_payload {
+        // The server would close this host's connection on it.
+        let outcome = Err(crate::pool::too_large(
+            CodecStage::EncodeOutput,
+            reply.len(),
+            host.max_payload,
+        ));
+        reply = host.key.seal(kind::REPLY, &Reply { id, outcome });
+    }
+    let reply = Bytes::from(reply);
     let reply_to = slot.0;
     if offer(&host, &reply_to, reply.clone()).await {
         let _ = message.ack().await;
