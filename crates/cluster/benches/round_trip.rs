@@ -1,6 +1,9 @@
 //! A trivial task's round trip on the cluster backend (one local worker host, one slot) beside
-//! its baseline in the same run: a raw core-NATS request/reply to a responder on the same
-//! server, the least any NATS round trip costs. Needs `POLYEXEC_CLUSTER_URL` (for example from
+//! two baselines in the same run: a raw core-NATS request/reply to a responder on the same
+//! server, the least any NATS round trip costs; and the same through a JetStream work queue
+//! with nothing of polyexec (publish to a file-backed work-queue stream, a responder pulling
+//! from a durable consumer, replying over core NATS and acking), the least a round trip costs
+//! with the persistence and redelivery the backend stands on. Needs `POLYEXEC_CLUSTER_URL` (for example from
 //! `source scripts/nats.sh && nats_start`); without it the bench says so and measures nothing.
 //!
 //! `POLYEXEC_CLUSTER_URL=nats://127.0.0.1:PORT cargo bench -p polyexec-cluster --bench round_trip`
@@ -56,6 +59,65 @@ fn round_trip(c: &mut Criterion) {
             })
         });
     });
+
+    // Baseline: a JetStream work queue, raw.
+    let (js_client, puller) = runtime.block_on(async {
+        use async_nats::jetstream::{self, consumer, stream};
+        let responder = async_nats::connect(url.as_str()).await.expect("connect");
+        let js = jetstream::new(responder.clone());
+        let _ = js.delete_stream("POLYEXEC_BENCH_RAW").await;
+        let queue = js
+            .create_stream(stream::Config {
+                name: "POLYEXEC_BENCH_RAW".into(),
+                subjects: vec!["polyexec_bench_raw.q".into()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .expect("a stream");
+        let consumer = queue
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("raw".into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .expect("a consumer");
+        let task = tokio::spawn(async move {
+            let mut messages = consumer.messages().await.expect("pull");
+            while let Some(Ok(message)) = messages.next().await {
+                // The payload is the subject to answer on.
+                let reply = String::from_utf8_lossy(&message.payload).into_owned();
+                let _ = responder.publish(reply, message.payload.clone()).await;
+                let _ = message.ack().await;
+            }
+        });
+        let client = async_nats::connect(url.as_str()).await.expect("connect");
+        (client, task)
+    });
+    let js = runtime.block_on(async { async_nats::jetstream::new(js_client.clone()) });
+    let inbox = js_client.new_inbox();
+    let mut answers = runtime
+        .block_on(js_client.subscribe(inbox.clone()))
+        .expect("subscribe");
+    group.bench_function("raw JetStream work queue, publish + pull + reply + ack", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                js.publish("polyexec_bench_raw.q", inbox.clone().into())
+                    .await
+                    .expect("publish");
+                answers.next().await.expect("an answer")
+            })
+        });
+    });
+    puller.abort();
+    let _ = runtime.block_on(js.delete_stream("POLYEXEC_BENCH_RAW"));
+    {
+        // A subscriber unsubscribes from a task of the runtime.
+        let _enter = runtime.enter();
+        drop(answers);
+    }
 
     let pool = ClusterPool::builder()
         .url(&url)
