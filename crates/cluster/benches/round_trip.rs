@@ -101,16 +101,19 @@ fn round_trip(c: &mut Criterion) {
     let mut answers = runtime
         .block_on(js_client.subscribe(inbox.clone()))
         .expect("subscribe");
-    group.bench_function("raw JetStream work queue, publish + pull + reply + ack", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                js.publish("polyexec_bench_raw.q", inbox.clone().into())
-                    .await
-                    .expect("publish");
-                answers.next().await.expect("an answer")
-            })
-        });
-    });
+    group.bench_function(
+        "raw JetStream work queue, publish + pull + reply + ack",
+        |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    js.publish("polyexec_bench_raw.q", inbox.clone().into())
+                        .await
+                        .expect("publish");
+                    answers.next().await.expect("an answer")
+                })
+            });
+        },
+    );
     puller.abort();
     let _ = runtime.block_on(js.delete_stream("POLYEXEC_BENCH_RAW"));
     {
