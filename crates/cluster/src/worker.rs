@@ -85,7 +85,10 @@ pub(crate) fn serve_and_exit() -> ! {
         }
     }
     let code = match run() {
-        Ok(()) => 0,
+        Ok(()) => {
+            log(format_args!("stopped"));
+            0
+        }
         Err(message) => {
             eprintln!("polyexec cluster worker: {message}");
             2
@@ -129,9 +132,18 @@ struct Host {
     /// Runs the blocking tasks, one worker process per slot.
     processes: Arc<ProcessPool>,
     /// The tasks this host holds (waiting for a slot or running), by (pool subject, task id):
-    /// a cancel notice takes a task's entry out and fires it, which stops the task.
-    held: Mutex<HashMap<(String, u64), oneshot::Sender<()>>>,
+    /// a cancel notice takes a task's entries out and fires them, which stops the task. A task
+    /// can be held twice, each delivery under a hold number of its own: JetStream delivers it
+    /// again to this very host when its lease lapsed (a partition longer than `ack_wait`, lost
+    /// progress acks), and each delivery's end must remove its own entry only. Both deliveries
+    /// run (the pool keeps the first result): terminating the second instead would take the
+    /// task out of the stream with only the first run behind it, so a host lost after that
+    /// would lose the task for good.
+    held: Mutex<HashMap<(String, u64), Vec<Hold>>>,
 }
+
+/// One delivery of a task held by a host: its hold number, and what a cancel notice fires.
+type Hold = (u64, oneshot::Sender<()>);
 
 /// Average run time below which a host takes tasks ahead of its free slots.
 const SHORT_TASK: Duration = Duration::from_millis(2);
@@ -219,12 +231,22 @@ async fn serve(
     }
     let roll_call = answer_roll_calls(&settings, &host).await?;
     let cancels = follow_cancel_notices(&settings, &host).await?;
+    log(format_args!(
+        "serving queue `{}` of build {build:?} with {} slots at {}",
+        settings.queue, settings.slots, settings.url
+    ));
     let _ = sigterm.recv().await;
     let _ = stop.send(true);
+    // A stopping host answers no roll call: a pool built now must not count on it. Awaited,
+    // so that once the host says it stops, it answers none.
+    roll_call.abort();
+    let _ = roll_call.await;
+    log(format_args!(
+        "SIGTERM: pulls no more tasks, finishes those it runs, then exits"
+    ));
     for puller in pullers {
         let _ = puller.await;
     }
-    roll_call.abort();
     cancels.abort();
     // Bounded: with the server gone for good, the results are lost either way (and their
     // tasks, never acked, are delivered again once it is back).
@@ -234,6 +256,15 @@ async fn serve(
         Err(_) => Err(format!(
             "the NATS server did not take the last results within {FLUSH_LIMIT:?}"
         )),
+    }
+}
+
+/// Tells the operator of a host started by hand (or by systemd, a container) that it serves
+/// and that it stops, on stderr. A pool's local workers say nothing: their stderr is the
+/// program's, and a pool stops them every time it shuts down.
+fn log(message: std::fmt::Arguments<'_>) {
+    if !std::env::var(env::WORKER).is_ok_and(|v| v.starts_with("parent:")) {
+        eprintln!("polyexec cluster worker {}: {message}", std::process::id());
     }
 }
 
@@ -265,9 +296,12 @@ async fn pull(
 ) {
     let queue = Arc::new(Queue::new(slots));
     'pull: loop {
+        // Biased, stop first: a slot that frees as the host is told to stop must not pull
+        // (an unbiased select picks either when both are ready).
         let first = tokio::select! {
-            permit = Arc::clone(&queue.held).acquire_owned() => permit.expect("never closed"),
+            biased;
             () = stopped(&mut stopping) => break 'pull,
+            permit = Arc::clone(&queue.held).acquire_owned() => permit.expect("never closed"),
         };
         let mut permits = vec![first];
         while let Ok(permit) = Arc::clone(&queue.held).try_acquire_owned() {
@@ -300,7 +334,10 @@ async fn pull(
         };
         let mut stop = false;
         loop {
+            // Biased, stop first: once told to stop, no message of the batch starts.
             tokio::select! {
+                biased;
+                () = stopped(&mut stopping), if !stop => stop = true,
                 next = batch.next() => match next {
                     None => break,
                     Some(Ok(message)) if stop => {
@@ -319,7 +356,6 @@ async fn pull(
                     }
                     Some(Err(_)) => break,
                 },
-                () = stopped(&mut stopping), if !stop => stop = true,
             }
         }
         if stop {
@@ -384,7 +420,7 @@ async fn follow_cancel_notices(
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&(notice.reply_to, notice.id));
-            if let Some(stop) = held {
+            for (_, stop) in held.into_iter().flatten() {
                 let _ = stop.send(());
             }
         }

@@ -19,8 +19,8 @@
 //! - A task with a time limit is stopped as a cancel stops it when the limit, counted from its
 //!   start here, passes; its outcome is then `TimedOut`.
 
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
@@ -78,26 +78,15 @@ pub(super) async fn handle(
     } = request;
     let slot = (reply_to, id);
     let (cancel, cancelled) = oneshot::channel();
-    let again = {
-        let mut held = host
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match held.entry(slot.clone()) {
-            Entry::Occupied(_) => true,
-            Entry::Vacant(entry) => {
-                entry.insert(cancel);
-                false
-            }
-        }
-    };
-    if again {
-        // Delivered again while this host still holds it (its progress acks were lost, say,
-        // in a reconnection): the delivery already here answers the pool, so this one is
-        // terminated rather than run twice side by side.
-        let _ = message.ack_with(AckKind::Term).await;
-        return;
-    }
+    // Its own number: the same task may be held by this host twice (see `Host::held`).
+    static NEXT_HOLD: AtomicU64 = AtomicU64::new(0);
+    let hold = NEXT_HOLD.fetch_add(1, Ordering::Relaxed);
+    host.held
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(slot.clone())
+        .or_default()
+        .push((hold, cancel));
 
     let mut progress = tokio::time::interval_at(
         tokio::time::Instant::now() + host.ack_wait / 3,
@@ -119,10 +108,18 @@ pub(super) async fn handle(
             }
         }
     };
-    host.held
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&slot);
+    {
+        let mut held = host
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(holds) = held.get_mut(&slot) {
+            holds.retain(|(h, _)| *h != hold);
+            if holds.is_empty() {
+                held.remove(&slot);
+            }
+        }
+    }
     let outcome = match ran {
         Ran::Finished(outcome) => outcome,
         Ran::Cancelled => {

