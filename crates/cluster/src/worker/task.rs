@@ -189,10 +189,11 @@ async fn wait_and_run(
     limit: Option<Duration>,
     stopping: &mut watch::Receiver<bool>,
 ) -> Ran {
+    // A stop wins over a slot that frees at the same moment: a stopping host starts nothing.
     let _run = tokio::select! {
         biased;
-        permit = Arc::clone(&queue.run).acquire_owned() => permit.expect("never closed"),
         () = stopped(stopping) => return Ran::HandedBack,
+        permit = Arc::clone(&queue.run).acquire_owned() => permit.expect("never closed"),
     };
     let started = Instant::now();
     let ran = match addr.kind() {
