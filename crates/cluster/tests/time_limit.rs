@@ -15,7 +15,7 @@ use reporter::{HANG, Reports, report_and_block, report_and_pend};
 
 /// Long enough for a warm host to start a task many times over (so the task reports before its
 /// limit passes), short enough for a quick test.
-const LIMIT: Duration = Duration::from_secs(2);
+const LIMIT: Duration = Duration::from_secs(5);
 
 #[test]
 fn a_blocking_task_over_the_pools_limit_times_out_and_its_process_is_ended() {
