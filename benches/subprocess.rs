@@ -7,7 +7,8 @@
 //!
 //! Shapes: a warm round trip of a trivial task (lockstep); trivial tasks submitted all at once,
 //! then joined; `map` with batching on two workers; byte payloads of 64 B, 64 KiB, 1 MiB and
-//! 16 MiB there and back (`serde_bytes::ByteBuf`), beside in-process round trips that copy the
+//! 16 MiB there and back (`serde_bytes::ByteBuf`; from 1 MiB also a plain `Vec<u8>`, and one in
+//! a struct field), beside in-process round trips that copy the
 //! payload twice, into warm buffers (the memory-speed floor) and into fresh ones; worker start; a CPU kernel's speedup over
 //! serial on two workers. After criterion's groups, the three round trips are measured again in
 //! alternating batches (each batch sees the same machine load) and written to
@@ -232,6 +233,10 @@ fn map(c: &mut Criterion, k: &Contenders) {
     group.finish();
 }
 
+/// Bytes in a struct field without `serde_bytes`: serde encodes them element by element.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wrapped(Vec<u8>);
+
 fn payloads(c: &mut Criterion, k: &Contenders) {
     let mut group = c.benchmark_group("subprocess/payload");
     for (name, size) in PAYLOADS {
@@ -281,6 +286,28 @@ fn payloads(c: &mut Criterion, k: &Contenders) {
                 bytes = Some(back);
             });
         });
+        if size >= 1 << 20 {
+            // A plain `Vec<u8>` as the whole input and output (encoded as bytes, as `ByteBuf`),
+            // and the same bytes inside a struct, which serde encodes element by element.
+            let mut vec = Some(payload.to_vec());
+            group.bench_function(BenchmarkId::new("polyexec_vec_moved", name), |b| {
+                b.iter(|| {
+                    let input = vec.take().expect("put back below");
+                    let back = k.one.spawn(input, |v: Vec<u8>| v).join().unwrap();
+                    black_box(back.len());
+                    vec = Some(back);
+                });
+            });
+            let mut wrapped = Some(Wrapped(payload.to_vec()));
+            group.bench_function(BenchmarkId::new("polyexec_vec_field_moved", name), |b| {
+                b.iter(|| {
+                    let input = wrapped.take().expect("put back below");
+                    let back = k.one.spawn(input, |w: Wrapped| w).join().unwrap();
+                    black_box(back.0.len());
+                    wrapped = Some(back);
+                });
+            });
+        }
         group.bench_function(BenchmarkId::new("procspawn_pool", name), |b| {
             b.iter(|| {
                 let back = k
