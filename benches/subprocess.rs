@@ -478,8 +478,9 @@ fn interleaved_round_trips(k: &Contenders) {
 }
 
 /// The payload round trips of 1 MiB and 16 MiB measured again in alternating batches (each batch
-/// sees the same machine load), as ratios to raw ipc-channel and to the warm two-copy floor;
-/// printed and written to `target/polyexec-bench/subprocess_payload_interleaved.json`.
+/// sees the same machine load), as ratios to raw ipc-channel and to the warm two-copy floor (and
+/// a plain `Vec<u8>` beside the same bytes in a struct field); printed and written to
+/// `target/polyexec-bench/subprocess_payload_interleaved.json`.
 fn interleaved_payloads(k: &Contenders) {
     let batches = if common::quick() { 11 } else { 31 };
     let mut out = serde_json::Map::new();
@@ -492,6 +493,8 @@ fn interleaved_payloads(k: &Contenders) {
             k.one.spawn(payload.clone(), |b: ByteBuf| b).join().unwrap();
         }
         let mut bytes = Some(payload.clone());
+        let mut vec = Some(payload.to_vec());
+        let mut wrapped = Some(Wrapped(payload.to_vec()));
         let (times, _) = interleaved(
             batches,
             n,
@@ -514,6 +517,18 @@ fn interleaved_payloads(k: &Contenders) {
                     back.copy_from_slice(black_box(&there));
                     black_box(back[size - 1]);
                 },
+                &mut || {
+                    let input = vec.take().expect("put back below");
+                    let echoed = k.one.spawn(input, |v: Vec<u8>| v).join().unwrap();
+                    black_box(echoed.len());
+                    vec = Some(echoed);
+                },
+                &mut || {
+                    let input = wrapped.take().expect("put back below");
+                    let echoed = k.one.spawn(input, |w: Wrapped| w).join().unwrap();
+                    black_box(echoed.0.len());
+                    wrapped = Some(echoed);
+                },
             ],
         );
         let ratio = |a: usize, b: usize| {
@@ -523,11 +538,14 @@ fn interleaved_payloads(k: &Contenders) {
         let median = |i: usize| common::median_quartiles(&mut times[i].clone()).0;
         let mut line = format!(
             "summary: payload {name}, alternating batches: ipc_channel_raw {:.3} ms, polyexec \
-             {:.3} ms, polyexec_moved {:.3} ms, memcpy_twice {:.3} ms;",
+             {:.3} ms, polyexec_moved {:.3} ms, memcpy_twice {:.3} ms, polyexec_vec_moved {:.3} \
+             ms, polyexec_vec_field_moved {:.3} ms;",
             median(0) * 1e3,
             median(1) * 1e3,
             median(2) * 1e3,
             median(3) * 1e3,
+            median(4) * 1e3,
+            median(5) * 1e3,
         );
         let mut ratios = serde_json::Map::new();
         for (label, a, b) in [
@@ -535,6 +553,8 @@ fn interleaved_payloads(k: &Contenders) {
             ("polyexec_moved / ipc_channel_raw", 2, 0),
             ("polyexec / memcpy_twice", 1, 3),
             ("polyexec_moved / memcpy_twice", 2, 3),
+            ("polyexec_vec_moved / ipc_channel_raw", 4, 0),
+            ("polyexec_vec_field_moved / polyexec_vec_moved", 5, 4),
         ] {
             let (r, q1, q3) = ratio(a, b);
             line += &format!(" {label} {r:.2}x ({q1:.2}-{q3:.2});");
@@ -548,6 +568,8 @@ fn interleaved_payloads(k: &Contenders) {
                 "polyexec_median_s": median(1),
                 "polyexec_moved_median_s": median(2),
                 "memcpy_twice_median_s": median(3),
+                "polyexec_vec_moved_median_s": median(4),
+                "polyexec_vec_field_moved_median_s": median(5),
                 "ratios_q1_median_q3": ratios,
             }),
         );
