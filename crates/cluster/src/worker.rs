@@ -1,26 +1,30 @@
 //! Worker host mode: this executable, started with `--polyexec-cluster-worker` (or by a pool as
 //! a local worker), pulls the tasks of its own build from JetStream and runs them.
 //!
-//! A host runs up to `slots` tasks at a time and pulls only as many as it has free slots, so a
-//! queued task stays in the stream (where another host can take it, or a cancel can delete it)
-//! until some host can start it. Blocking tasks run on tokio's blocking threads, async tasks on
-//! the host's tokio runtime. While a task runs the host confirms progress every third of
+//! A host runs up to `slots` tasks at a time and, while its tasks take long, pulls only as many
+//! as it has free slots, so a queued task stays in the stream (where another host can take it,
+//! or a cancel can delete it) until some host can start it; while they are short it takes a
+//! few ahead (see [`Queue`]). Blocking tasks run on tokio's blocking threads, async tasks on
+//! the host's tokio runtime. While a task is held the host confirms progress every third of
 //! `ack_wait`, so a long task keeps its lease; a host that dies stops confirming and JetStream
-//! hands the task to another host after `ack_wait`. On SIGTERM a host stops pulling, hands back
-//! what it pulled but did not start, finishes what runs, and exits.
+//! hands the task to another host after `ack_wait`. A task is acknowledged only once its pool
+//! confirmed its result (see `task`). On SIGTERM a host stops pulling, hands back what it took
+//! but did not start, finishes what runs, and exits.
+
+mod task;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
-use polyexec_core::TaskError;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::addr::Kind;
 use crate::build_id::BuildId;
-use crate::frame::{self, CancelNotice, Hello, Key, Refusal, Refused, Reply, kind};
+use crate::frame::{CancelNotice, Hello, Key, kind};
 use crate::settings::{self, Settings, env};
 
 /// How long one pull request waits for tasks; also the longest a SIGTERM waits for a pull.
@@ -105,8 +109,60 @@ struct Host {
     key: Key,
     build: BuildId,
     ack_wait: Duration,
-    /// Async tasks running now, by (pool subject, task id), for cancel notices.
-    running: Mutex<HashMap<(String, u64), tokio::task::AbortHandle>>,
+    /// The tasks this host holds (waiting for a slot or running), by (pool subject, task id):
+    /// a cancel notice takes a task's entry out and fires it, which stops the task.
+    held: Mutex<HashMap<(String, u64), oneshot::Sender<()>>>,
+}
+
+/// Average run time below which a host takes tasks ahead of its free slots.
+const SHORT_TASK: Duration = Duration::from_millis(2);
+
+/// Tasks per slot a host takes ahead while its tasks are short.
+const PREFETCH_PER_SLOT: u32 = 16;
+
+/// The tasks of one kind a host holds, and how long they took of late.
+///
+/// Invariant: a task holds one permit of `held` or of `prefetch` from the pull that took it
+/// until its result is sent (or it is handed back), and one of `run` while it runs, so at most
+/// `slots` tasks run and at most `slots` (or, while tasks are short, `slots * (1 +
+/// PREFETCH_PER_SLOT)`) are held.
+pub(crate) struct Queue {
+    held: Arc<Semaphore>,
+    prefetch: Arc<Semaphore>,
+    prefetch_permits: u32,
+    run: Arc<Semaphore>,
+    /// Moving average of recent run times in nanoseconds; `u64::MAX` before the first.
+    recent_nanos: AtomicU64,
+}
+
+impl Queue {
+    fn new(slots: u32) -> Queue {
+        let prefetch_permits = slots.saturating_mul(PREFETCH_PER_SLOT);
+        Queue {
+            held: Arc::new(Semaphore::new(slots as usize)),
+            prefetch: Arc::new(Semaphore::new(prefetch_permits as usize)),
+            prefetch_permits,
+            run: Arc::new(Semaphore::new(slots as usize)),
+            recent_nanos: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn tasks_are_short(&self) -> bool {
+        self.recent_nanos.load(Ordering::Relaxed) < SHORT_TASK.as_nanos() as u64
+    }
+
+    /// Folds one task's run time into the average (weight 1/8). Only pulls read it, and a lost
+    /// update between two finishing tasks changes nothing that matters.
+    pub(crate) fn ran_for(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX - 1);
+        let recent = self.recent_nanos.load(Ordering::Relaxed);
+        let next = if recent == u64::MAX {
+            took
+        } else {
+            recent - recent / 8 + took / 8
+        };
+        self.recent_nanos.store(next, Ordering::Relaxed);
+    }
 }
 
 async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
@@ -117,7 +173,7 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
         key: settings.key.clone(),
         build,
         ack_wait: settings.ack_wait,
-        running: Mutex::new(HashMap::new()),
+        held: Mutex::new(HashMap::new()),
     });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
@@ -166,8 +222,13 @@ async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// Pulls tasks of one kind, as many as there are free slots, until told to stop; then waits
-/// until the tasks it started are done.
+/// Pulls tasks of one kind until told to stop; then waits until the tasks it took are done.
+///
+/// A host holds at most `slots` tasks of a kind while its recent tasks were long, so a queued
+/// task stays in the stream until some host can start it. While they were short (under
+/// [`SHORT_TASK`] on average) it also holds up to `PREFETCH_PER_SLOT` tasks per slot waiting for
+/// one: a pull request per started task would otherwise bound throughput by the round trip to
+/// the server.
 async fn pull(
     host: Arc<Host>,
     js: jetstream::Context,
@@ -177,15 +238,20 @@ async fn pull(
     slots: u32,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let free = Arc::new(Semaphore::new(slots as usize));
+    let queue = Arc::new(Queue::new(slots));
     'pull: loop {
         let first = tokio::select! {
-            permit = Arc::clone(&free).acquire_owned() => permit.expect("never closed"),
+            permit = Arc::clone(&queue.held).acquire_owned() => permit.expect("never closed"),
             () = stopped(&mut stopping) => break 'pull,
         };
         let mut permits = vec![first];
-        while let Ok(permit) = Arc::clone(&free).try_acquire_owned() {
+        while let Ok(permit) = Arc::clone(&queue.held).try_acquire_owned() {
             permits.push(permit);
+        }
+        if queue.tasks_are_short() {
+            while let Ok(permit) = Arc::clone(&queue.prefetch).try_acquire_owned() {
+                permits.push(permit);
+            }
         }
         let batch = consumer
             .batch()
@@ -218,7 +284,13 @@ async fn pull(
                     }
                     Some(Ok(message)) => {
                         let permit = permits.pop().expect("a batch never exceeds its permits");
-                        tokio::spawn(run_one(Arc::clone(&host), message, permit));
+                        tokio::spawn(task::handle(
+                            Arc::clone(&host),
+                            Arc::clone(&queue),
+                            message,
+                            permit,
+                            stopping.clone(),
+                        ));
                     }
                     Some(Err(_)) => break,
                 },
@@ -229,8 +301,13 @@ async fn pull(
             break;
         }
     }
-    // Every slot back means every task finished and its result was sent.
-    let _all = free.acquire_many(slots).await.expect("never closed");
+    // Every permit back means every task taken finished and its result was sent.
+    let _held = queue.held.acquire_many(slots).await.expect("never closed");
+    let _prefetched = queue
+        .prefetch
+        .acquire_many(queue.prefetch_permits)
+        .await
+        .expect("never closed");
 }
 
 async fn answer_roll_calls(
@@ -277,13 +354,13 @@ async fn follow_cancel_notices(
             let Ok(notice) = host.key.open::<CancelNotice>(kind::CANCEL, &notice.payload) else {
                 continue;
             };
-            let running = host
-                .running
+            let held = host
+                .held
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&(notice.reply_to, notice.id));
-            if let Some(task) = running {
-                task.abort();
+            if let Some(stop) = held {
+                let _ = stop.send(());
             }
         }
     }))
@@ -293,122 +370,4 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Runs one pulled task and sends its outcome; the slot is free again when this returns.
-async fn run_one(host: Arc<Host>, message: jetstream::Message, permit: OwnedSemaphorePermit) {
-    let request = match frame::open_request(&host.key, &message.payload, host.build) {
-        Ok(request) => request,
-        Err(refused) => {
-            refuse(&host, &message, refused).await;
-            // Never redelivered: no host of this build can run it either.
-            let _ = message.ack_with(AckKind::Term).await;
-            return;
-        }
-    };
-    let message = Arc::new(message);
-    let progress = {
-        let message = Arc::clone(&message);
-        let every = host.ack_wait / 3;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
-        })
-    };
-    let input = request.input;
-    let outcome = match request.addr.kind() {
-        Kind::Blocking => {
-            let run = request.addr.blocking().expect("kind checked");
-            match tokio::task::spawn_blocking(move || run(&input)).await {
-                Ok(outcome) => outcome,
-                Err(err) => Err(TaskError::transport(format!(
-                    "the worker host lost the task's thread: {err}"
-                ))),
-            }
-        }
-        Kind::Async => {
-            let make = request.addr.asynchronous().expect("kind checked");
-            match make(&input) {
-                Err(err) => Err(err),
-                Ok(future) => {
-                    let task = tokio::spawn(future);
-                    let slot = (request.reply_to.clone(), request.id);
-                    host.running
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(slot.clone(), task.abort_handle());
-                    let joined = task.await;
-                    host.running
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&slot);
-                    match joined {
-                        Ok(outcome) => outcome,
-                        Err(err) if err.is_cancelled() => {
-                            // Cancelled by its pool, which resolved the handle already.
-                            progress.abort();
-                            let _ = message.ack_with(AckKind::Term).await;
-                            return;
-                        }
-                        Err(err) => Err(TaskError::transport(format!(
-                            "the worker host lost the task: {err}"
-                        ))),
-                    }
-                }
-            }
-        }
-    };
-    progress.abort();
-    let reply = host.key.seal(
-        kind::REPLY,
-        &Reply {
-            id: request.id,
-            outcome,
-        },
-    );
-    // The result goes out before the ack on the same connection, so the server sees it first:
-    // a task is never acked without its result sent.
-    let _ = host.client.publish(request.reply_to, reply.into()).await;
-    let _ = message.ack().await;
-    drop(permit);
-}
-
-async fn refuse(host: &Host, message: &jetstream::Message, refused: Refused) {
-    match refused {
-        Refused::NotAuthenticated => {
-            // Nothing in the frame can be trusted; the reply subject and id are read only to
-            // tell a misconfigured submitter, never to run anything.
-            if let Some((reply_to, id)) = frame::peek_request(&message.payload) {
-                let refusal = Refusal {
-                    id,
-                    reason: "a worker host refused the task: its frame is not authenticated \
-                             with the host's cluster key (POLYEXEC_CLUSTER_KEY differs)"
-                        .into(),
-                };
-                let _ = host.client.publish(reply_to, refusal.encode().into()).await;
-            }
-        }
-        Refused::OtherBuild {
-            reply_to,
-            id,
-            theirs,
-        } => {
-            let reply = host.key.seal(
-                kind::REPLY,
-                &Reply {
-                    id,
-                    outcome: Err(TaskError::transport(format!(
-                        "a worker host of build {:?} refused a task of build {theirs:?}: \
-                         run the same executable on every machine",
-                        host.build
-                    ))),
-                },
-            );
-            let _ = host.client.publish(reply_to, reply.into()).await;
-        }
-    }
 }

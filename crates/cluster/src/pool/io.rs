@@ -5,7 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::Subject;
 use async_nats::jetstream;
+use async_nats::jetstream::context::PublishErrorKind;
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use polyexec_core::{TaskError, WorkerExit};
@@ -38,7 +41,6 @@ pub(crate) enum Command {
 /// The connection and subscriptions a pool needs, made before any task is accepted.
 pub(crate) struct Io {
     pub(crate) client: async_nats::Client,
-    js: jetstream::Context,
     stream: jetstream::stream::Stream,
     results: async_nats::Subscriber,
     advisories: async_nats::Subscriber,
@@ -76,7 +78,6 @@ impl Io {
             .map_err(|e| format!("cannot reach the NATS server: {e}"))?;
         Ok(Io {
             client,
-            js,
             stream,
             results,
             advisories,
@@ -92,14 +93,13 @@ impl Io {
     ) {
         let Io {
             client,
-            js,
             stream,
             results,
             advisories,
         } = self;
-        tokio::spawn(take_results(results, Arc::clone(shared)));
+        tokio::spawn(take_results(results, client.clone(), Arc::clone(shared)));
         tokio::spawn(take_advisories(advisories, Arc::clone(shared), forget));
-        tokio::spawn(publish(commands, Arc::clone(shared), client, js, stream));
+        tokio::spawn(publish(commands, Arc::clone(shared), client, stream));
     }
 }
 
@@ -107,11 +107,15 @@ async fn publish(
     mut commands: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
     client: async_nats::Client,
-    js: jetstream::Context,
     stream: jetstream::stream::Stream,
 ) {
-    let blocking_subject = shared.settings.task_subject(shared.build, Kind::Blocking);
-    let async_subject = shared.settings.task_subject(shared.build, Kind::Async);
+    let blocking_subject =
+        Subject::from(shared.settings.task_subject(shared.build, Kind::Blocking));
+    let async_subject = Subject::from(shared.settings.task_subject(shared.build, Kind::Async));
+    // Its own context, for a longer wait on each task's confirmation than API calls get.
+    let publisher = jetstream::ContextBuilder::new()
+        .timeout(STORE_ACK_WAIT)
+        .build(client.clone());
     let cancel_subject = shared.settings.cancel_subject(shared.build);
     let mut acks = FuturesUnordered::new();
     let mut unacked: HashSet<u64> = HashSet::new();
@@ -126,15 +130,8 @@ async fn publish(
                         Kind::Blocking => blocking_subject.clone(),
                         Kind::Async => async_subject.clone(),
                     };
-                    match js.publish(subject, frame.into()).await {
-                        Ok(ack) => {
-                            unacked.insert(id);
-                            acks.push(async move { (id, ack.await) });
-                        }
-                        Err(err) => shared.finish(id, Err(TaskError::transport(format!(
-                            "could not publish the task to JetStream: {err}"
-                        )))),
-                    }
+                    unacked.insert(id);
+                    acks.push(store(&publisher, subject, frame.into(), id));
                 }
                 Some(Command::Forget { id, seq, notify, done }) => {
                     if notify {
@@ -172,14 +169,14 @@ async fn publish(
                     break;
                 }
             },
-            Some((id, ack)) = acks.next(), if !acks.is_empty() => {
+            Some((id, stored)) = acks.next(), if !acks.is_empty() => {
                 unacked.remove(&id);
-                match ack {
-                    Ok(ack) => {
+                match stored {
+                    Ok(seq) => {
                         let forgotten = waiting.remove(&id);
-                        if forgotten.is_some() || !shared.record_seq(id, ack.sequence) {
+                        if forgotten.is_some() || !shared.record_seq(id, seq) {
                             // Resolved before its ack (cancelled or shut down): never to run.
-                            let _ = stream.delete_message(ack.sequence).await;
+                            let _ = stream.delete_message(seq).await;
                         }
                         for done in forgotten.into_iter().flatten().flatten() {
                             let _ = done.send(());
@@ -189,9 +186,7 @@ async fn publish(
                         for done in waiting.remove(&id).into_iter().flatten().flatten() {
                             let _ = done.send(());
                         }
-                        shared.finish(id, Err(TaskError::transport(format!(
-                            "JetStream did not confirm the task: {err}"
-                        ))));
+                        shared.finish(id, Err(TaskError::transport(err)));
                     }
                 }
             }
@@ -199,8 +194,63 @@ async fn publish(
     }
 }
 
-async fn take_results(mut results: async_nats::Subscriber, shared: Arc<Shared>) {
+/// How long one attempt to store a task waits for the server's confirmation. Generous: under
+/// load (thousands of tasks submitted at once, on a busy machine) a confirmation can take
+/// seconds, and a task stored twice runs twice.
+const STORE_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a task may take to be stored, through reconnections and a server restart, before
+/// its handle fails.
+const STORE_WAIT: Duration = Duration::from_secs(120);
+
+/// Stores task `id` in the stream; its sequence there, or why it could not be stored.
+///
+/// An attempt that was not confirmed (timed out, connection lost, JetStream not ready after a
+/// server restart) is made again until [`STORE_WAIT`]. If the first attempt was stored after
+/// all, the task is in the stream twice and may run twice: execution is at least once, and the
+/// second result is dropped.
+async fn store(
+    js: &jetstream::Context,
+    subject: Subject,
+    frame: Bytes,
+    id: u64,
+) -> (u64, Result<u64, String>) {
+    let deadline = Instant::now() + STORE_WAIT;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let attempt = async { js.publish(subject.clone(), frame.clone()).await?.await };
+        let err = match attempt.await {
+            Ok(ack) => return (id, Ok(ack.sequence)),
+            Err(err) => err,
+        };
+        let transient = matches!(
+            err.kind(),
+            PublishErrorKind::TimedOut
+                | PublishErrorKind::BrokenPipe
+                | PublishErrorKind::StreamNotFound
+        );
+        if !transient || Instant::now() + pause >= deadline {
+            return (
+                id,
+                Err(format!("the NATS server did not store the task: {err}")),
+            );
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn take_results(
+    mut results: async_nats::Subscriber,
+    client: async_nats::Client,
+    shared: Arc<Shared>,
+) {
     while let Some(message) = results.next().await {
+        // Confirmed whatever it holds, a duplicate included: the host acknowledges the task
+        // only then, and offers the result again until it is confirmed.
+        if let Some(confirm) = &message.reply {
+            let _ = client.publish(confirm.clone(), bytes::Bytes::new()).await;
+        }
         match shared
             .settings
             .key

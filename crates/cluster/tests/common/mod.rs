@@ -19,7 +19,7 @@ use polyexec_cluster::{ClusterPool, ClusterPoolBuilder};
 /// The longest the server may take to say it is ready; only a broken setup hits it.
 const READY: Duration = Duration::from_secs(60);
 
-fn find_server() -> Option<PathBuf> {
+pub(crate) fn find_server() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
             .map(|dir| dir.join("nats-server"))
