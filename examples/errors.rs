@@ -64,19 +64,8 @@ fn main() -> common::Res {
     println!("\n2. a task crashes (std::process::abort)");
     let task_pid = exec.spawn((), |(): ()| std::process::id()).join()?;
     let in_this_process = task_pid == std::process::id();
-    let on_cluster = exec.backend_name() == "cluster";
-    if on_cluster && !really_crash {
-        println!("   tasks of the cluster backend run on worker hosts (this one: pid {task_pid});");
-        println!(
-            "   an abort kills its host, and JetStream delivers the task again after ack_wait"
-        );
-        println!(
-            "   (POLYEXEC_CLUSTER_ACK_WAIT_MS, 30 s by default), up to max_deliver times, before"
-        );
-        println!(
-            "   the handle says WorkerLost: skipped here, pass --really-crash to wait for it."
-        );
-    } else if in_this_process && !really_crash {
+    // (On the cluster backend, a worker process of a worker host.)
+    if in_this_process && !really_crash {
         println!("   tasks of the {backend} backend run in this process (pid {task_pid}),");
         println!("   so an abort would end the whole program, every other task with it.");
         println!("   skipped: pass --really-crash to see it happen");
@@ -124,12 +113,7 @@ fn main() -> common::Res {
         slow.join()
     );
     println!("   (an async task is dropped at its next .await, on every backend)");
-    if on_cluster {
-        println!(
-            "   on the cluster backend a running *async* task is stopped on its host; a running \
-             blocking task runs on there, its result discarded"
-        );
-    } else if in_this_process {
+    if in_this_process {
         println!(
             "   a running *blocking* task cannot be stopped here: a thread cannot be killed, so \
              it runs on and its result is discarded"
@@ -184,6 +168,32 @@ fn per_task_timeout(backend: Backend, quick: bool) -> common::Res {
             );
             let next = pool.spawn(1u8, |x: u8| x + 1).join()?;
             println!("   the pool replaced the killed worker: the next task returned {next}");
+        }
+        #[cfg(feature = "cluster")]
+        Backend::Cluster => {
+            // One host with one slot: the next task can run only once the stuck one is stopped.
+            let pool = polyexec::cluster::ClusterPool::builder()
+                .local_workers(1)
+                .slots_per_worker(1)
+                .build()?;
+            let limited = polyexec::SpawnOptions::new().timeout(limit);
+            let stuck = pool.spawn_with(
+                60_000u64,
+                |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
+                limited,
+            );
+            let start = Instant::now();
+            let result = stuck.join();
+            println!(
+                "   with SpawnOptions::timeout({limit:?}), a task stuck in a blocking call got, \
+                 after {:.0} ms: {result:?}",
+                start.elapsed().as_secs_f64() * 1e3
+            );
+            let next = pool.spawn(1u8, |x: u8| x + 1).join()?;
+            println!(
+                "   its host ended the worker process running it: the next task on the same \
+                 slot returned {next}"
+            );
         }
         other => println!(
             "   no per-task time limit (such as {limit:?}) on the {other} backend: its tasks \

@@ -388,6 +388,39 @@ impl Executor for AnyExecutor {
         delegate!(self, e => e.spawn_async(input, task))
     }
 
+    // Forwarded, not left to the default: a backend's own `spawn_with` counts a task past its
+    // limit as timed out.
+    #[inline]
+    fn spawn_with<F, In, Out>(
+        &self,
+        input: In,
+        task: F,
+        options: polyexec_core::SpawnOptions,
+    ) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable,
+    {
+        delegate!(self, e => e.spawn_with(input, task, options))
+    }
+
+    #[inline]
+    fn spawn_async_with<F, In, Fut>(
+        &self,
+        input: In,
+        task: F,
+        options: polyexec_core::SpawnOptions,
+    ) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable,
+    {
+        delegate!(self, e => e.spawn_async_with(input, task, options))
+    }
+
     fn workers(&self) -> usize {
         delegate!(self, e => e.workers())
     }

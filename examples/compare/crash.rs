@@ -60,6 +60,14 @@ pub(crate) fn measure(backend: Backend, workers: usize, tasks: u32) -> Result<Cr
     } else {
         Command::new(exe)
     };
+    if backend.name() == "cluster" {
+        // A crash in an async task takes its worker host down; JetStream delivers the task
+        // again once `ack_wait` passes without news, up to `max_deliver` times. Short values
+        // keep the row to seconds (the defaults are 30 s and 5).
+        command
+            .env("POLYEXEC_CLUSTER_ACK_WAIT_MS", "1000")
+            .env("POLYEXEC_CLUSTER_MAX_DELIVER", "2");
+    }
     let mut child = command
         .args(["--crash-probe", backend.name()])
         .args(["--crash-tasks", &tasks.to_string()])

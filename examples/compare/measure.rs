@@ -390,6 +390,9 @@ struct Rounds {
     overhead_us: Vec<f64>,
     data_us: Vec<f64>,
     error: Option<String>,
+    /// Why the data row failed (a payload over the cluster's message limit, say), which
+    /// leaves the other timed rows standing.
+    data_error: Option<String>,
 }
 
 /// The timed rows, every backend at once: `s.reps` rounds, each running, per backend (in an
@@ -461,7 +464,11 @@ pub(crate) fn timed_rounds(
             tasks_per_sec: 1e6 / overhead.median,
         });
         report.cpu = cpu_row(&got, ranges.len(), report.workers, cpus);
-        if let (Measured::Ok(data), Some(times)) = (&mut report.data, Spread::of(&got.data_us)) {
+        if let Some(error) = &got.data_error {
+            report.data = failed(error);
+        } else if let (Measured::Ok(data), Some(times)) =
+            (&mut report.data, Spread::of(&got.data_us))
+        {
             data.round_trip_us = times;
         }
     }
@@ -511,7 +518,13 @@ fn one_round<E: Executor>(
         .push(start.elapsed().as_secs_f64() * 1e6 / s.tasks.max(1) as f64);
 
     for _ in 0..3 {
-        got.data_us.push(data_round_trip(exec, s.payload_bytes)?.2);
+        if got.data_error.is_some() {
+            break;
+        }
+        match data_round_trip(exec, s.payload_bytes) {
+            Ok((_, _, us, _)) => got.data_us.push(us),
+            Err(e) => got.data_error = Some(e),
+        }
     }
     Ok(())
 }

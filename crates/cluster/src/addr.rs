@@ -8,14 +8,20 @@
 //! running the *same file*, `anchor + distance` is the same trampoline.
 //!
 //! What makes that true across machines is the build check. A distance is turned into a
-//! function only through a [`Verified`] address, which only `frame::open_request` makes, after
-//! the frame's HMAC checked out under the cluster key *and* the frame's build fingerprint (a hash
-//! of the executable's contents, `build_id`) equals this process's. A frame from another build,
-//! or forged by someone without the key, is refused and never jumped into.
+//! function only through a [`Verified`] address, which `frame::open_request` makes after the
+//! frame's HMAC checked out under the cluster key *and* the frame's build fingerprint (a hash of
+//! the executable's contents, `build_id`) equals this process's. A frame from another build, or
+//! forged by someone without the key, is refused and never jumped into.
 //!
-//! This is the only module of the crate allowed to use `unsafe`. The subprocess backend has the
-//! same few lines for its own frames; the two are kept apart because no backend depends on
-//! another and polyexec-core forbids `unsafe` (docs/cluster.md says more).
+//! A host does not call a blocking trampoline itself: it hands the verified address and the
+//! input to a worker process of its own (the subprocess backend, same executable), as the
+//! portable task [`run_forwarded`], so that a crash or a kill ends that process and not the
+//! host. [`run_forwarded`] is the one other maker of a [`Verified`]; why that holds is argued
+//! there.
+//!
+//! This is the only module of the crate allowed to use `unsafe`. The subprocess backend has
+//! similar lines for its own frames; the two schemes stay apart because they authenticate
+//! differently and polyexec-core forbids `unsafe` (docs/cluster.md says more).
 #![allow(unsafe_code)]
 
 use std::future::Future;
@@ -24,6 +30,7 @@ use std::pin::Pin;
 use polyexec_core::{CodecStage, TaskError, catch_async, catch_task};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 /// The future an async trampoline returns: the task's future, then its encoded output.
 pub(crate) type AsyncRun = Pin<Box<dyn Future<Output = Result<Vec<u8>, TaskError>> + Send>>;
@@ -51,7 +58,8 @@ pub(crate) struct TaskAddr {
 
 /// An address from a frame that was authenticated with the cluster key and names this build.
 ///
-/// Invariant: made only by `frame::open_request`, after both checks.
+/// Invariant: made only by `frame::open_request`, after both checks, and by [`run_forwarded`],
+/// from an address a host made that way and handed to its own worker process.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Verified(TaskAddr);
 
@@ -64,6 +72,11 @@ impl Verified {
 
     pub(crate) fn kind(&self) -> Kind {
         self.0.kind
+    }
+
+    /// The input of [`run_forwarded`] that runs this (blocking) address on `input`.
+    pub(crate) fn forward(self, input: Vec<u8>) -> Forwarded {
+        (self.0, ByteBuf::from(input))
     }
 
     fn target(&self) -> *const () {
@@ -80,7 +93,9 @@ impl Verified {
         // `Kind::Blocking` addresses) computed the distance from a real `BlockingFn`. The frame
         // named this build's content fingerprint, so this process runs the same executable file,
         // where relocation moves `anchor` and every trampoline by the same amount: `anchor +
-        // distance` is the entry of that very function, with the `BlockingFn` signature.
+        // distance` is the entry of that very function, with the `BlockingFn` signature. In a
+        // host's worker process (`run_forwarded`) the same holds: the address is one the host
+        // verified so, and the worker runs the host's executable file (see there).
         Some(unsafe { std::mem::transmute::<*const (), BlockingFn>(self.target()) })
     }
 
@@ -93,6 +108,32 @@ impl Verified {
         // an `AsyncFn`.
         Some(unsafe { std::mem::transmute::<*const (), AsyncFn>(self.target()) })
     }
+}
+
+/// What a host sends its worker process to run a blocking task: the verified address and the
+/// task's encoded input (a byte string, copied as one slice).
+pub(crate) type Forwarded = (TaskAddr, ByteBuf);
+
+/// The portable task a worker host submits to its local process pool: runs, in a worker process
+/// of the host, the blocking task the host verified, and returns its encoded output.
+///
+/// This makes a [`Verified`] without checking a cluster frame, which is sound because of where
+/// its input can come from:
+/// - Only a host submits it, only from `worker::task`, and only with [`Verified::forward`] of a
+///   verified address: no other code of the crate names this function as a task.
+/// - The subprocess backend runs a task only from its parent's frames: the worker's channel is a
+///   socket pair inherited by that child alone (no name anyone can connect to), each task
+///   address is tagged under a random key only the parent and its workers hold, and the worker
+///   checked in its handshake that it runs the parent's build (docs/subprocess.md, "Security
+///   model"). So the input reaching this function is exactly what the host sent.
+/// - The worker runs the same executable file as the host (the subprocess backend starts
+///   `/proc/self/exe`), so a distance from [`anchor`] names the same function in both.
+pub(crate) fn run_forwarded((addr, input): Forwarded) -> Result<ByteBuf, TaskError> {
+    let addr = Verified(addr);
+    let run = addr.blocking().ok_or_else(|| {
+        TaskError::transport("a worker host forwarded an async task address as a blocking one")
+    })?;
+    run(&input).map(ByteBuf::from)
 }
 
 /// The fixed point addresses are measured from. Never inlined, so it has an address of its own.
@@ -222,6 +263,13 @@ mod tests {
             .blocking()
             .expect("a blocking address");
         let out = f(&postcard::to_allocvec(&14u32).unwrap()).unwrap();
+        assert_eq!(postcard::from_bytes::<u32>(&out).unwrap(), 42);
+    }
+
+    #[test]
+    fn a_forwarded_address_runs_its_task() {
+        let addr = Verified::after_checks(addr_of(|x: u32| x + 1));
+        let out = run_forwarded(addr.forward(postcard::to_allocvec(&41u32).unwrap())).unwrap();
         assert_eq!(postcard::from_bytes::<u32>(&out).unwrap(), 42);
     }
 

@@ -129,7 +129,12 @@ pub(crate) struct Request {
     pub(crate) reply_to: String,
     pub(crate) id: u64,
     pub(crate) addr: TaskAddr,
+    #[serde(with = "serde_bytes")]
     pub(crate) input: Vec<u8>,
+    /// The task's time limit, if it has one. The host counts it from when it starts the task
+    /// (the pool counts it from submission, so the pool's handle times out first; the host's
+    /// count stops the work even if the pool's cancel notice never arrives).
+    pub(crate) time_limit: Option<Duration>,
 }
 
 /// A request that passed the checks: its address may be resolved.
@@ -139,6 +144,7 @@ pub(crate) struct OpenRequest {
     pub(crate) id: u64,
     pub(crate) addr: Verified,
     pub(crate) input: Vec<u8>,
+    pub(crate) time_limit: Option<Duration>,
 }
 
 /// Why a host does not run a request.
@@ -171,6 +177,7 @@ pub(crate) fn open_request(key: &Key, frame: &[u8], ours: BuildId) -> Result<Ope
         id: request.id,
         addr: Verified::after_checks(request.addr),
         input: request.input,
+        time_limit: request.time_limit,
     })
 }
 
@@ -178,7 +185,32 @@ pub(crate) fn open_request(key: &Key, frame: &[u8], ours: BuildId) -> Result<Ope
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Reply {
     pub(crate) id: u64,
+    #[serde(with = "outcome_bytes")]
     pub(crate) outcome: Result<Vec<u8>, TaskError>,
+}
+
+/// A reply's outcome with its value encoded as one byte string (serde_bytes has no form for a
+/// `Result`).
+mod outcome_bytes {
+    use polyexec_core::TaskError;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub(super) fn serialize<S: Serializer>(
+        outcome: &Result<Vec<u8>, TaskError>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        outcome
+            .as_ref()
+            .map(|bytes| Bytes::new(bytes))
+            .serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Result<Vec<u8>, TaskError>, D::Error> {
+        Ok(Result::<ByteBuf, TaskError>::deserialize(deserializer)?.map(ByteBuf::into_vec))
+    }
 }
 
 /// "Stop task `id` of the pool whose result subject is `reply_to`", to every host of a build.
@@ -245,6 +277,7 @@ mod tests {
                 offset: 12,
             },
             input: vec![1, 2, 3],
+            time_limit: Some(Duration::from_millis(1500)),
         }
     }
 
@@ -255,6 +288,7 @@ mod tests {
         let frame = key.seal(kind::REQUEST, &request(ours));
         let open = open_request(&key, &frame, ours).unwrap();
         assert_eq!((open.id, open.input.as_slice()), (7, &[1u8, 2, 3][..]));
+        assert_eq!(open.time_limit, Some(Duration::from_millis(1500)));
 
         let other_key = Key::from_hex(&"cd".repeat(32)).unwrap();
         assert!(matches!(
@@ -280,6 +314,22 @@ mod tests {
             },
         );
         assert!(open_request(&key, &reply, ours).is_err());
+    }
+
+    #[test]
+    fn replies_round_trip_with_values_as_byte_strings() {
+        let key = Key::from_hex(&"ab".repeat(32)).unwrap();
+        for outcome in [Ok(vec![9u8; 300]), Err(TaskError::Cancelled)] {
+            let frame = key.seal(
+                kind::REPLY,
+                &Reply {
+                    id: 3,
+                    outcome: outcome.clone(),
+                },
+            );
+            let reply: Reply = key.open(kind::REPLY, &frame).unwrap();
+            assert_eq!((reply.id, reply.outcome), (3, outcome));
+        }
     }
 
     #[test]

@@ -13,15 +13,19 @@
 //! | execution | at least once: a task whose host is lost is delivered again, up to `max_deliver` times |
 //! | resolution | exactly once per handle: a second result of the same task is dropped |
 //! | panic | `TaskError::Panicked`, the host keeps serving |
+//! | crash (abort, segfault, `exit`) in a blocking task | `TaskError::WorkerLost` with the signal or exit code, on the first delivery: the task ran in a worker process of its host, which lives on |
 //! | host lost | redelivery to another host; after `max_deliver`, `TaskError::WorkerLost(WorkerExit::Deliveries(n))` |
-//! | time limit, cancel | the handle resolves at once; a queued task is deleted, a running async task stopped |
+//! | time limit | `TaskError::TimedOut`; the limit travels with the task and its host stops it: a blocking task's worker process is ended, an async task dropped |
+//! | cancel | `TaskError::Cancelled` at once; a queued task is deleted, a running one stopped on its host as for a time limit |
 //!
 //! # Worker hosts
 //!
 //! A worker host is the program itself: call [`init`] (`polyexec::init()` through the facade)
 //! first thing in `main`. Started with the flag `--polyexec-cluster-worker` (or the environment
 //! variable `POLYEXEC_CLUSTER_WORKER=1`), the program serves tasks instead of running, until
-//! SIGTERM:
+//! SIGTERM. It runs blocking tasks in worker processes of its own (the subprocess backend's
+//! `ProcessPool`, one per slot), which are the program started once more; [`init`] is their
+//! entry hook too.
 //!
 //! ```text
 //! POLYEXEC_CLUSTER_URL=nats://10.0.0.5:4222 POLYEXEC_CLUSTER_KEY=$(cat key.hex) ./app --polyexec-cluster-worker
@@ -50,10 +54,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 
-#[cfg(not(unix))]
-compile_error!(
-    "polyexec-cluster (the `cluster` feature of polyexec) supports Unix only (Linux for local workers)"
-);
+// Worker hosts run blocking tasks through the subprocess backend, local workers are watched
+// through pidfds: both are Linux only.
+#[cfg(not(target_os = "linux"))]
+compile_error!("polyexec-cluster (the `cluster` feature of polyexec) supports Linux ≥ 5.3 only");
 
 mod addr;
 mod build_id;
@@ -68,7 +72,9 @@ pub use pool::{ClusterPool, ClusterPoolBuilder};
 ///
 /// In a process started normally it returns at once. In a process started as a worker host
 /// (with `--polyexec-cluster-worker`, `POLYEXEC_CLUSTER_WORKER=1`, or by a pool as a local
-/// worker) it serves tasks until SIGTERM and then exits the process: it never returns.
+/// worker) it serves tasks until SIGTERM and then exits the process: it never returns. In a
+/// worker process of a host (or of any `polyexec_subprocess::ProcessPool`) it runs the
+/// subprocess backend's hook, which serves that process's tasks and never returns either.
 ///
 /// # Examples
 ///
@@ -80,6 +86,9 @@ pub use pool::{ClusterPool, ClusterPoolBuilder};
 /// # main();
 /// ```
 pub fn init() {
+    // First: a host's worker process inherits the host's environment (and a host started with
+    // `POLYEXEC_CLUSTER_WORKER=1` would pass that on), so it must not be taken for a host.
+    polyexec_subprocess::init();
     if worker::is_worker() {
         worker::serve_and_exit();
     }

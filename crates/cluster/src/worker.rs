@@ -4,12 +4,15 @@
 //! A host runs up to `slots` tasks at a time and, while its tasks take long, pulls only as many
 //! as it has free slots, so a queued task stays in the stream (where another host can take it,
 //! or a cancel can delete it) until some host can start it; while they are short it takes a
-//! few ahead (see [`Queue`]). Blocking tasks run on tokio's blocking threads, async tasks on
-//! the host's tokio runtime. While a task is held the host confirms progress every third of
-//! `ack_wait`, so a long task keeps its lease; a host that dies stops confirming and JetStream
-//! hands the task to another host after `ack_wait`. A task is acknowledged only once its pool
-//! confirmed its result (see `task`). On SIGTERM a host stops pulling, hands back what it took
-//! but did not start, finishes what runs, and exits.
+//! few ahead (see [`Queue`]). Blocking tasks run in a local process pool of `slots` worker
+//! processes (the subprocess backend, this same executable), so a task that crashes ends one of
+//! those and resolves `WorkerLost` at once, and a time limit or a cancel stops a running one by
+//! ending its process; async tasks run on the host's tokio runtime (see `task`). While a task
+//! is held the host confirms progress every third of `ack_wait`, so a long task keeps its
+//! lease; a host that dies stops confirming and JetStream hands the task to another host after
+//! `ack_wait`. A task is acknowledged only once its pool confirmed its result (see `task`). On
+//! SIGTERM a host stops pulling, hands back what it took but did not start, finishes what runs,
+//! and exits.
 
 mod task;
 
@@ -20,6 +23,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
+use polyexec_core::Executor;
+use polyexec_subprocess::ProcessPool;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::addr::Kind;
@@ -93,14 +98,24 @@ fn run() -> Result<(), String> {
     polyexec_core::install_panic_hook();
     let settings = Settings::from_env()?;
     let build = BuildId::current()?;
+    // Started before the host answers any roll call: a pool that sees the host can use it.
+    let processes = ProcessPool::builder()
+        .workers(settings.slots as usize)
+        .build()
+        .map(Arc::new)
+        .map_err(|e| format!("cannot start the host's worker processes: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.slots.clamp(1, 4) as usize)
-        .max_blocking_threads(settings.slots as usize + 1)
         .thread_name("polyexec-cluster-host")
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
-    runtime.block_on(serve(settings, build))
+    let served = runtime.block_on(serve(settings, build, Arc::clone(&processes)));
+    // Every task is done (`serve` waited for them); the runtime's leftovers go first, so the
+    // process pool is stopped here, on a thread that may wait, and its workers exit cleanly.
+    drop(runtime);
+    processes.shutdown();
+    served
 }
 
 /// What every task of a host shares.
@@ -109,6 +124,10 @@ struct Host {
     key: Key,
     build: BuildId,
     ack_wait: Duration,
+    /// The largest message the server takes.
+    max_payload: usize,
+    /// Runs the blocking tasks, one worker process per slot.
+    processes: Arc<ProcessPool>,
     /// The tasks this host holds (waiting for a slot or running), by (pool subject, task id):
     /// a cancel notice takes a task's entry out and fires it, which stops the task.
     held: Mutex<HashMap<(String, u64), oneshot::Sender<()>>>,
@@ -165,7 +184,11 @@ impl Queue {
     }
 }
 
-async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
+async fn serve(
+    settings: Settings,
+    build: BuildId,
+    processes: Arc<ProcessPool>,
+) -> Result<(), String> {
     let client = settings::connect(&settings, "polyexec-cluster-host").await?;
     let js = jetstream::new(client.clone());
     let host = Arc::new(Host {
@@ -173,6 +196,8 @@ async fn serve(settings: Settings, build: BuildId) -> Result<(), String> {
         key: settings.key.clone(),
         build,
         ack_wait: settings.ack_wait,
+        max_payload: client.server_info().max_payload,
+        processes,
         held: Mutex::new(HashMap::new()),
     });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

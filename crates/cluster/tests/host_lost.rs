@@ -15,15 +15,15 @@ use polyexec_core::Executor;
 /// Longest wait for something that must happen; only a broken backend hits it.
 const HANG: Duration = Duration::from_secs(120);
 
-/// Connects to the test, sends this host's pid, and waits for the test's word.
+/// Connects to the test, sends the pid of the host it runs on, and waits for the test's word.
+/// (A blocking task runs in a worker process of its host, which dies with the host.)
 fn report_and_wait(port: u16) -> u32 {
+    let host = std::os::unix::process::parent_id();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the test");
-    stream
-        .write_all(&std::process::id().to_le_bytes())
-        .expect("send the pid");
+    stream.write_all(&host.to_le_bytes()).expect("send the pid");
     let mut go = [0u8];
     stream.read_exact(&mut go).expect("the test's word");
-    std::process::id()
+    host
 }
 
 #[test]

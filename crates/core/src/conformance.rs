@@ -33,7 +33,9 @@ mod task_set;
 
 pub use abort::abort_from_another_thread;
 pub use maps::{map_stream_in_order_without_blocking, map_unordered_completion_order};
-pub use metrics::{metrics_count_cancel_and_shutdown, metrics_count_outcomes};
+pub use metrics::{
+    metrics_count_cancel_and_shutdown, metrics_count_outcomes, metrics_count_timeouts,
+};
 
 pub use options::{shutdown_timeout_is_bounded, spawn_with_timeout, unblock_keeps_the_worker_free};
 pub use task_set::{task_set_abort_all_and_drop, task_set_completion_order};
@@ -71,6 +73,7 @@ macro_rules! conformance_suite {
             shutdown_timeout_is_bounded,
             metrics_count_outcomes,
             metrics_count_cancel_and_shutdown,
+            metrics_count_timeouts,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

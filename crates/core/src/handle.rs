@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use async_task::FallibleTask;
 
 use self::sync::{AtomicBool, AtomicWaker, Mutex, SharedArc};
-use crate::TaskError;
 use crate::block;
 use crate::spin;
+use crate::{Expiry, TaskError};
 
 /// The types of the hand-off between a [`Resolver`] and its handle. Built with
 /// `--cfg polyexec_loom`, they are loom's, so the model in `loom_tests` checks this very code
@@ -253,6 +253,8 @@ struct Timed<T> {
     inner: TaskHandle<T>,
     deadline: Instant,
     limit: Duration,
+    /// Shared with an in-process task's count ([`with_expiry`](TaskHandle::with_expiry)).
+    expiry: Option<Expiry>,
     /// Made at the first poll that finds the task unfinished.
     timer: Option<async_io::Timer>,
 }
@@ -293,6 +295,12 @@ impl<T> Shared<T> {
     /// backend. Decided under the value's lock, as the resolver's write is, so exactly one of
     /// the two lands.
     fn abort(&self) -> bool {
+        self.stop(false)
+    }
+
+    /// [`abort`](Self::abort), telling the backend that the task's time limit stopped it
+    /// (`expired`) or a cancel.
+    fn stop(&self, expired: bool) -> bool {
         {
             let mut value = self.value.lock().unwrap_or_else(PoisonError::into_inner);
             if self.done.load(Ordering::Acquire) {
@@ -305,7 +313,11 @@ impl<T> Shared<T> {
         if let Some((canceller, id)) = &self.canceller {
             // A backend that is gone has resolved (or dropped) its tasks already.
             if let Some(canceller) = canceller.upgrade() {
-                canceller.cancel(*id);
+                if expired {
+                    canceller.expire(*id);
+                } else {
+                    canceller.cancel(*id);
+                }
             }
         }
         true
@@ -341,6 +353,13 @@ impl<T> Shared<T> {
 pub trait Cancel: Send + Sync {
     /// Stops the task with this id, if it is still queued or running.
     fn cancel(&self, id: u64);
+
+    /// Stops the task with this id, as [`cancel`](Self::cancel) does, because its time limit
+    /// ([`TaskHandle::with_deadline`]) passed: a backend that counts tasks counts it as timed
+    /// out rather than cancelled. By default, the same as `cancel`.
+    fn expire(&self, id: u64) {
+        self.cancel(id);
+    }
 }
 
 /// The sending side of a [`TaskHandle`] made by [`TaskHandle::remote`].
@@ -624,6 +643,12 @@ impl<T> TaskHandle<T> {
     /// assert_eq!(h.join(), Ok(1));
     /// ```
     pub fn cancel(&self) -> bool {
+        self.stop(false)
+    }
+
+    /// [`cancel`](Self::cancel); `expired` when the task's time limit stopped it, which a
+    /// remote task's backend is told ([`Cancel::expire`]).
+    fn stop(&self, expired: bool) -> bool {
         match &self.inner {
             Inner::Local(task) => {
                 if task.is_finished() {
@@ -631,8 +656,8 @@ impl<T> TaskHandle<T> {
                 }
                 self.local_abort().abort()
             }
-            Inner::Remote(shared) => shared.abort(),
-            Inner::Timed(timed) => timed.inner.cancel(),
+            Inner::Remote(shared) => shared.stop(expired),
+            Inner::Timed(timed) => timed.inner.stop(expired),
             Inner::Done(_) | Inner::Taken => false,
         }
     }
@@ -685,6 +710,36 @@ impl<T> TaskHandle<T> {
     /// assert_eq!(limited.join(), Err(TaskError::TimedOut(Duration::from_millis(5))));
     /// ```
     pub fn with_deadline(self, limit: Duration) -> Self {
+        self.timed(limit, None)
+    }
+
+    /// [`with_deadline`](Self::with_deadline) for an in-process task whose future counts its
+    /// end with a [`TimedCount`](crate::TimedCount) made from `expiry`: at the limit, the
+    /// handle marks the task expired (so that it counts as timed out), unless it ended first,
+    /// in which case its result is delivered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # extern crate polyexec_core as polyexec;
+    /// use std::time::Duration;
+    /// use polyexec::{Counters, Expiry, Outcome, TaskError, TaskHandle, TimedCount};
+    ///
+    /// let counters = Counters::new(1);
+    /// let _scope = counters.enter(Some(0), Outcome::Cancelled);
+    /// let expiry = Expiry::new();
+    /// let count = TimedCount::new(&expiry); // what the task's future would carry
+    /// let (_resolver, never) = TaskHandle::<u8>::remote(None);
+    /// let limited = never.with_expiry(Duration::from_millis(5), expiry);
+    /// assert_eq!(limited.join(), Err(TaskError::TimedOut(Duration::from_millis(5))));
+    /// drop(count); // the task, dropped after its limit passed
+    /// assert_eq!(counters.snapshot(0).timed_out(), 1);
+    /// ```
+    pub fn with_expiry(self, limit: Duration, expiry: Expiry) -> Self {
+        self.timed(limit, Some(expiry))
+    }
+
+    fn timed(self, limit: Duration, expiry: Option<Expiry>) -> Self {
         if self.is_finished() {
             return self;
         }
@@ -694,6 +749,7 @@ impl<T> TaskHandle<T> {
                 inner: self,
                 deadline,
                 limit,
+                expiry,
                 timer: None,
             })),
             abort: OnceLock::new(),
@@ -820,11 +876,18 @@ impl<T> TaskHandle<T> {
                     return Poll::Pending;
                 }
                 let limit = timed.limit;
+                if let Some(expiry) = &timed.expiry {
+                    if !expiry.expire() {
+                        // The task ended first and counted its result, which it publishes
+                        // next: the poll of `inner` above registered for its wake-up.
+                        return Poll::Pending;
+                    }
+                }
                 #[cfg(feature = "tracing")]
                 tracing::warn!(?limit, "task time limit reached: cancelling the task");
                 // Cancelled before it is dropped, so that a local task is stopped, not detached,
                 // and a remote one's worker is told.
-                if !timed.inner.cancel() && timed.inner.is_finished() {
+                if !timed.inner.stop(true) && timed.inner.is_finished() {
                     // Finished between the two polls: its result wins.
                     if let Poll::Ready(result) = Pin::new(&mut timed.inner).poll(cx) {
                         this.inner = Inner::Taken;

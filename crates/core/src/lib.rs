@@ -67,7 +67,9 @@ pub use join::{
     wait_any,
 };
 pub use map::{Map, MapStream, MapUnordered};
-pub use metrics::{CountScope, Counters, Metrics, Outcome, TaskCount};
+pub use metrics::{
+    CountScope, Counters, Expiry, Metrics, Outcome, TaskCount, TaskCounter, TimedCount,
+};
 
 pub use offload::unblock;
 #[cfg(feature = "tokio")]

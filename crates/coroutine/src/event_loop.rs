@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use futures::task::AtomicWaker;
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Counters, Executor, Metrics, Outcome, Portable,
-    SubmitGate, TaskError, TaskHandle, assert_portable, catch_task,
+    AsyncTask, BlockingTask, BuildError, Counters, Executor, Expiry, Metrics, Outcome, Portable,
+    SpawnOptions, SubmitGate, TaskCount, TaskCounter, TaskError, TaskHandle, TimedCount,
+    assert_portable, catch_task,
 };
 use slab::Slab;
 
@@ -44,6 +45,9 @@ pub(crate) struct Shared {
     /// shutdown can reach a task wherever it waits (a timer, a channel, another task). Tasks
     /// that finish in their first poll are never here.
     waiting: Mutex<Slab<Waker>>,
+    /// One per loop thread: set while that thread polls a task of the loop, for `metrics()`'s
+    /// count of started tasks. Each in a cache line of its own, written by its thread only.
+    pub(crate) polling: Box<[Polling]>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// This loop was added to / removed from `runner`'s count of stopping loops (each once).
     stop_counted: AtomicBool,
@@ -58,7 +62,24 @@ pub(crate) struct Shared {
     task_timeout: Option<Duration>,
 }
 
+/// A loop thread's flag: it is polling a task now.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Polling(pub(crate) AtomicBool);
+
 impl Shared {
+    /// Tasks started and not finished, as far as the loop can tell without counting per task:
+    /// those that have waited (registered) and one per loop thread polling now. A task that
+    /// waited and is polled again counts twice while that poll lasts.
+    fn started_estimate(&self) -> usize {
+        let polling = self
+            .polling
+            .iter()
+            .filter(|polling| polling.0.load(Ordering::Relaxed))
+            .count();
+        self.lock_waiting().len() + polling
+    }
+
     #[inline]
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.phase.load(Ordering::Acquire) != RUNNING
@@ -391,9 +412,20 @@ impl EventLoop {
         Fut: Future<Output = Result<T, TaskError>> + Send + 'static,
         T: Send + 'static,
     {
+        self.submit_timed_counted(future, TaskCount::new())
+    }
+
+    /// [`submit_timed`](Self::submit_timed), the task counting its end with `count`.
+    #[inline]
+    fn submit_timed_counted<T, Fut, C>(&self, future: Fut, count: C) -> TaskHandle<T>
+    where
+        Fut: Future<Output = Result<T, TaskError>> + Send + 'static,
+        T: Send + 'static,
+        C: TaskCounter,
+    {
         match self.shared.task_timeout {
-            Some(limit) => self.submit(Timeout::new(future, limit)),
-            None => self.submit(future),
+            Some(limit) => self.submit_counted(Timeout::new(future, limit), count),
+            None => self.submit_counted(future, count),
         }
     }
 
@@ -405,15 +437,35 @@ impl EventLoop {
         Fut: Future<Output = Result<T, TaskError>> + Send + 'static,
         T: Send + 'static,
     {
+        self.submit_counted(future, TaskCount::new())
+    }
+
+    /// [`submit`](Self::submit), the task counting its end with `count`.
+    #[inline]
+    fn submit_counted<T, Fut, C>(&self, future: Fut, count: C) -> TaskHandle<T>
+    where
+        Fut: Future<Output = Result<T, TaskError>> + Send + 'static,
+        T: Send + 'static,
+        C: TaskCounter,
+    {
         let shared = &*self.shared;
         shared.counters.count_submitted();
         if !shared.gate.enter() {
-            return refused(shared, TaskError::ShutDown);
+            return refused_counted(shared, count);
         }
-        let task = shared.executor.spawn(Guarded::new(future));
+        let task = shared.executor.spawn(Guarded::with_count(future, count));
         shared.gate.leave();
         TaskHandle::from_task(task)
     }
+}
+
+/// The handle of a task refused at submission; its count, dropped unfinished here, counts it
+/// as shut down.
+#[cold]
+fn refused_counted<T, C: TaskCounter>(shared: &Shared, count: C) -> TaskHandle<T> {
+    let _scope = shared.counters.enter(None, Outcome::ShutDown);
+    drop(count);
+    TaskHandle::ready(Err(TaskError::ShutDown))
 }
 
 /// The handle of a task that ended at submission (refused, or its closure panicked), counted.
@@ -508,14 +560,75 @@ impl Executor for EventLoop {
         tasks.into_iter().map(TaskHandle::from_task).collect()
     }
 
+    /// [`spawn`](Executor::spawn) with a time limit: past it, the handle resolves with
+    /// `TimedOut` and the task counts as timed out, whether it is then dropped from the queue
+    /// or runs on (a running blocking task cannot be interrupted).
+    fn spawn_with<F, In, Out>(&self, input: In, task: F, options: SpawnOptions) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable,
+    {
+        let Some(limit) = options.get_timeout() else {
+            return self.spawn(input, task);
+        };
+        assert_portable(&task);
+        let expiry = Expiry::new();
+        self.submit_counted(
+            traced!(async move { Ok(task(input)) }, "coroutine", "blocking", F),
+            TimedCount::new(&expiry),
+        )
+        .with_expiry(limit, expiry)
+    }
+
+    /// [`spawn_async`](Executor::spawn_async) with a time limit: past it, the handle resolves
+    /// with `TimedOut`, the task is dropped at its next `.await`, and it counts as timed out.
+    fn spawn_async_with<F, In, Fut>(
+        &self,
+        input: In,
+        task: F,
+        options: SpawnOptions,
+    ) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable,
+    {
+        let Some(limit) = options.get_timeout() else {
+            return self.spawn_async(input, task);
+        };
+        assert_portable(&task);
+        // As in `spawn_async`.
+        #[cfg(feature = "tokio")]
+        let _tokio = (!crate::runner::is_loop_thread_of(&self.shared))
+            .then(|| polyexec_core::enter_tokio(&self.tokio));
+        match catch_task(|| task(input)) {
+            Ok(future) => {
+                let expiry = Expiry::new();
+                self.submit_timed_counted(
+                    traced!(OkOutput::new(future), "coroutine", "async", F),
+                    TimedCount::new(&expiry),
+                )
+                .with_expiry(limit, expiry)
+            }
+            Err(err) => {
+                self.shared.counters.count_submitted();
+                refused(&self.shared, err)
+            }
+        }
+    }
+
     fn workers(&self) -> usize {
         self.shared.size
     }
 
-    /// The loop does not tell queued tasks from started ones: every unfinished task counts as
-    /// running.
+    /// Started tasks are those that have waited (they are in the registry of waiting tasks)
+    /// and those the loop threads are polling now; the other unfinished ones are queued.
     fn metrics(&self) -> Metrics {
-        self.shared.counters.snapshot(0)
+        self.shared
+            .counters
+            .snapshot_started(self.shared.started_estimate())
     }
 
     /// 64: `map` runs 64 inputs per loop task. A loop task is cheap, but with one input each,
@@ -784,6 +897,7 @@ impl EventLoopBuilder {
             drained: AtomicBool::new(false),
             idle: (0..size).map(|_| AtomicWaker::new()).collect(),
             waiting: Mutex::new(Slab::new()),
+            polling: (0..size).map(|_| Polling::default()).collect(),
             threads: Mutex::new(Vec::with_capacity(size)),
             stop_counted: AtomicBool::new(false),
             stop_uncounted: AtomicBool::new(false),

@@ -200,13 +200,25 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, hooks: Hooks) {
 /// Runs the loop's tasks until the loop is told to stop (immediate shutdown) or has nothing
 /// left to run (graceful shutdown).
 async fn serve(shared: &Shared, local: &LocalExecutor<'static>, index: usize) {
+    let polling = &shared.polling[index].0;
     loop {
         for _ in 0..TICKS_PER_YIELD {
             let mut tick = pin!(shared.executor.tick());
             let mut local_tick = pin!(local.tick());
             // Runs one task, or waits for one; an idle thread also wakes for a shutdown.
             poll_fn(|cx| {
-                if tick.as_mut().poll(cx).is_ready() {
+                // Set while the task runs, for `metrics()`: two stores to a line of this
+                // thread's own, where counting each task's start would cost a thread-local
+                // lookup in every task. (An idle thread sets it for the moment it takes to
+                // find the queue empty.)
+                if !cfg!(polyexec_no_metrics) {
+                    polling.store(true, Ordering::Relaxed);
+                }
+                let ran = tick.as_mut().poll(cx).is_ready();
+                if !cfg!(polyexec_no_metrics) {
+                    polling.store(false, Ordering::Relaxed);
+                }
+                if ran {
                     return Poll::Ready(());
                 }
                 if has_local_tasks() && local_tick.as_mut().poll(cx).is_ready() {

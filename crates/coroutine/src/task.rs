@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_io::Timer;
 use futures::FutureExt;
 use pin_project_lite::pin_project;
-use polyexec_core::{TaskCount, TaskError, panic_error};
+use polyexec_core::{TaskCount, TaskCounter, TaskError, panic_error};
 
 use crate::event_loop::Shared;
 use crate::runner;
@@ -28,9 +28,10 @@ pin_project! {
     ///   that `shutdown_now` can wake (and so end) it wherever it waits. Tasks that finish in
     ///   their first poll never touch that registry: the fast path takes no lock and counts no
     ///   reference.
-    pub(crate) struct Guarded<F> {
-        // First, so that it is dropped first (see `TaskCount::finish_in_place`). Zero-sized.
-        count: TaskCount,
+    pub(crate) struct Guarded<F, C = TaskCount> {
+        // First, so that it is dropped first (see `TaskCount::finish_in_place`). Zero-sized,
+        // unless the task has a time limit of its own (a `TimedCount`).
+        count: C,
         #[pin]
         inner: F,
         // Boxed: only tasks that wait have one, and inline it would make every task's cell
@@ -43,17 +44,25 @@ pin_project! {
 impl<F> Guarded<F> {
     #[inline]
     pub(crate) fn new(inner: F) -> Self {
+        Guarded::with_count(inner, TaskCount::new())
+    }
+}
+
+impl<F, C> Guarded<F, C> {
+    #[inline]
+    pub(crate) fn with_count(inner: F, count: C) -> Self {
         Guarded {
-            count: TaskCount::new(),
+            count,
             inner,
             registration: None,
         }
     }
 }
 
-impl<F, T> Future for Guarded<F>
+impl<F, T, C> Future for Guarded<F, C>
 where
     F: Future<Output = Result<T, TaskError>>,
+    C: TaskCounter,
 {
     type Output = Result<T, TaskError>;
 
@@ -89,7 +98,10 @@ where
 
 /// Counts a task's result as it leaves the loop (`async-task` drops the future next).
 #[inline]
-fn finished<T>(count: &mut TaskCount, result: Result<T, TaskError>) -> Result<T, TaskError> {
+fn finished<T, C: TaskCounter>(
+    count: &mut C,
+    result: Result<T, TaskError>,
+) -> Result<T, TaskError> {
     count.finish_in_place(&result);
     result
 }

@@ -56,6 +56,13 @@ fn portable_async_tasks_time_out_too() {
     let err = handle.join().unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     assert_eq!(err.to_string(), format!("task timed out after {LIMIT:?}"));
+    // Counted before its result was published: as timed out, not cancelled.
+    let metrics = event_loop.metrics();
+    assert_eq!(
+        (metrics.timed_out(), metrics.cancelled()),
+        (1, 0),
+        "{metrics:?}"
+    );
 }
 
 #[test]

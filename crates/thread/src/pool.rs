@@ -13,8 +13,9 @@ use async_task::Runnable;
 use crossbeam_channel::{Receiver, Sender};
 use pin_project_lite::pin_project;
 use polyexec_core::{
-    AsyncTask, BlockingTask, BuildError, Counters, Executor, Metrics, Outcome, Portable,
-    SubmitGate, TaskCount, TaskError, TaskHandle, assert_portable, catch_async, catch_task,
+    AsyncTask, BlockingTask, BuildError, Counters, Executor, Expiry, Metrics, Outcome, Portable,
+    SpawnOptions, SubmitGate, TaskCount, TaskCounter, TaskError, TaskHandle, TimedCount,
+    assert_portable, catch_async, catch_task,
 };
 use slab::Slab;
 
@@ -295,12 +296,15 @@ impl ThreadPool {
         Fut: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_async(traced!(
-            catch_async((), move |()| future_once(future)),
-            "thread",
-            "async",
-            Fut
-        ))
+        self.submit_async(
+            traced!(
+                catch_async((), move |()| future_once(future)),
+                "thread",
+                "async",
+                Fut
+            ),
+            TaskCount::new(),
+        )
     }
 
     /// Queues a future that completes in its first poll (a blocking task). It is never woken,
@@ -328,18 +332,19 @@ impl ThreadPool {
         TaskHandle::from_task(task)
     }
 
-    /// Queues a future that may wait; it is registered so that shutdown can find it.
-    fn submit_async<T, Fut>(&self, future: Fut) -> TaskHandle<T>
+    /// Queues a future that may wait, which counts its end with `count`; it is registered so
+    /// that shutdown can find it.
+    fn submit_async<T, Fut, C>(&self, future: Fut, count: C) -> TaskHandle<T>
     where
         Fut: Future<Output = Result<T, TaskError>> + Send + 'static,
         T: Send + 'static,
+        C: TaskCounter,
     {
         let shared = &self.shared;
         shared.counters.count_submitted();
         if !shared.gate.enter() {
-            return refused(shared);
+            return refused(shared, count);
         }
-        let count = TaskCount::new();
         let future = async move {
             let result = future.await;
             count.finish(&result);
@@ -372,11 +377,12 @@ async fn future_once<Fut: Future>(future: Fut) -> Fut::Output {
     future.await
 }
 
-/// The handle of an async task refused at submission (before it has a `TaskCount`); the task
-/// counts as shut down.
+/// The handle of an async task refused at submission; its count, dropped unfinished here,
+/// counts it as shut down.
 #[cold]
-fn refused<T>(shared: &Shared) -> TaskHandle<T> {
-    shared.counters.count(Outcome::ShutDown);
+fn refused<T, C: TaskCounter>(shared: &Shared, count: C) -> TaskHandle<T> {
+    let _scope = shared.counters.enter(None, Outcome::ShutDown);
+    drop(count);
     TaskHandle::ready(Err(TaskError::ShutDown))
 }
 
@@ -460,7 +466,64 @@ impl Executor for ThreadPool {
         Fut::Output: Portable,
     {
         assert_portable(&task);
-        self.submit_async(traced!(catch_async(input, task), "thread", "async", F))
+        self.submit_async(
+            traced!(catch_async(input, task), "thread", "async", F),
+            TaskCount::new(),
+        )
+    }
+
+    /// [`spawn`](Executor::spawn) with a time limit: past it, the handle resolves with
+    /// `TimedOut` and the task counts as timed out, whether it is then dropped from the queue
+    /// or runs on (a running blocking task cannot be interrupted).
+    fn spawn_with<F, In, Out>(&self, input: In, task: F, options: SpawnOptions) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable,
+    {
+        let Some(limit) = options.get_timeout() else {
+            return self.spawn(input, task);
+        };
+        assert_portable(&task);
+        let expiry = Expiry::new();
+        let count = TimedCount::new(&expiry);
+        self.submit_blocking(traced!(
+            async move {
+                let result = catch_task(move || task(input));
+                count.finish(&result);
+                result
+            },
+            "thread",
+            "blocking",
+            F
+        ))
+        .with_expiry(limit, expiry)
+    }
+
+    /// [`spawn_async`](Executor::spawn_async) with a time limit: past it, the handle resolves
+    /// with `TimedOut`, the task is dropped at its next `.await`, and it counts as timed out.
+    fn spawn_async_with<F, In, Fut>(
+        &self,
+        input: In,
+        task: F,
+        options: SpawnOptions,
+    ) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable,
+    {
+        let Some(limit) = options.get_timeout() else {
+            return self.spawn_async(input, task);
+        };
+        assert_portable(&task);
+        let expiry = Expiry::new();
+        self.submit_async(
+            traced!(catch_async(input, task), "thread", "async", F),
+            TimedCount::new(&expiry),
+        )
+        .with_expiry(limit, expiry)
     }
 
     fn workers(&self) -> usize {

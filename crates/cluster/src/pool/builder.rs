@@ -459,6 +459,7 @@ impl ClusterPoolBuilder {
             state: Mutex::new(State::default()),
             drained: Condvar::new(),
             next_id: AtomicU64::new(0),
+            max_payload: io.client.server_info().max_payload,
             commands: commands.clone(),
             counters,
         });

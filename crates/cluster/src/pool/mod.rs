@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use polyexec_core::{
     AsyncTask, BlockingTask, Cancel, CodecStage, Counters, Executor, Metrics, Outcome, Portable,
-    TaskError, TaskHandle, assert_portable,
+    SpawnOptions, TaskError, TaskHandle, assert_portable,
 };
 use tokio::sync::mpsc;
 
@@ -103,6 +103,8 @@ pub(crate) struct Shared {
     drained: Condvar,
     next_id: AtomicU64,
     commands: mpsc::UnboundedSender<Command>,
+    /// The largest message the server takes (its `max_payload`, 1 MiB unless configured).
+    pub(crate) max_payload: usize,
     /// What `metrics()` reads: each task's outcome is counted where its pending entry is taken.
     /// Its workers are the pool's slots, counted alive until the pool stops.
     counters: Arc<Counters>,
@@ -150,8 +152,9 @@ impl Shared {
         self.lock().by_seq.get(&seq).copied()
     }
 
-    /// Takes task `id` out of the pending ones without resolving it; its sequence if known.
-    fn take(&self, id: u64) -> Option<Option<u64>> {
+    /// Takes task `id` out of the pending ones without resolving it, counting it as `outcome`;
+    /// its sequence if known.
+    fn take(&self, id: u64, outcome: Outcome) -> Option<Option<u64>> {
         let mut state = self.lock();
         let pending = state.pending.remove(&id)?;
         if let Some(seq) = pending.seq {
@@ -163,11 +166,16 @@ impl Shared {
         // Dropping `deliver` drops the resolver: a handle still waiting reads `ShutDown`, but
         // the one cancelling is resolved `Cancelled` already.
         drop(pending.deliver);
-        self.counters.count(Outcome::Cancelled);
+        self.counters.count(outcome);
         Some(pending.seq)
     }
 
-    fn submit<Out: Portable>(self: &Arc<Self>, addr: TaskAddr, input: Vec<u8>) -> TaskHandle<Out> {
+    fn submit<Out: Portable>(
+        self: &Arc<Self>,
+        addr: TaskAddr,
+        input: Vec<u8>,
+        time_limit: Option<Duration>,
+    ) -> TaskHandle<Out> {
         self.counters.count_submitted();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let canceller: Arc<dyn Cancel> = Arc::clone(self) as Arc<dyn Cancel>;
@@ -184,8 +192,15 @@ impl Shared {
                 id,
                 addr,
                 input,
+                time_limit,
             },
         );
+        if frame.len() > self.max_payload {
+            // The server would close the connection on it, failing every task in flight.
+            let err = too_large(CodecStage::EncodeInput, frame.len(), self.max_payload);
+            self.counters.count(Outcome::of_error(&err));
+            return TaskHandle::ready(Err(err));
+        }
         {
             let mut state = self.lock();
             if state.closed {
@@ -235,12 +250,41 @@ impl Shared {
 
 impl Cancel for Shared {
     fn cancel(&self, id: u64) {
-        if let Some(seq) = self.take(id) {
+        self.stop_task(id, Outcome::Cancelled);
+    }
+
+    /// A time limit (the pool's, or `spawn_with`'s) passed: stopped as a cancel, counted
+    /// timed out.
+    fn expire(&self, id: u64) {
+        self.stop_task(id, Outcome::TimedOut);
+    }
+}
+
+impl Shared {
+    /// Stops task `id` if it is still pending, counting it as `outcome`.
+    fn stop_task(&self, id: u64, outcome: Outcome) {
+        if let Some(seq) = self.take(id, outcome) {
             // Deleted from the stream before this returns, so a queued task never starts; a
-            // running async task is stopped on its host.
+            // running one is stopped on its host.
             self.forget(vec![(id, seq)], true);
         }
     }
+}
+
+/// The error of a task whose input or output does not fit in one NATS message.
+pub(crate) fn too_large(stage: CodecStage, len: usize, max: usize) -> TaskError {
+    let what = match stage {
+        CodecStage::EncodeInput => "input",
+        _ => "output",
+    };
+    TaskError::codec(
+        stage,
+        format!(
+            "the task's {what} takes {len} bytes in its message, more than the NATS server's \
+             max_payload of {max} bytes; raise max_payload in the server's configuration, or \
+             pass large data out of band (an object store) and send its name"
+        ),
+    )
 }
 
 fn decode_output<Out: Portable>(bytes: Vec<u8>) -> Result<Out, TaskError> {
@@ -311,10 +355,35 @@ impl Inner {
         }
     }
 
-    fn with_limit<T>(&self, handle: TaskHandle<T>) -> TaskHandle<T> {
-        match self.time_limit {
-            Some(limit) => handle.with_deadline(limit),
-            None => handle,
+    /// Submits the task at `addr` with its encoded `input` and time limit `limit`: the limit
+    /// travels in the frame (the host stops the work when it expires) and holds the handle.
+    fn submit<Out: Portable>(
+        &self,
+        addr: TaskAddr,
+        input: Result<Vec<u8>, TaskError>,
+        limit: Option<Duration>,
+    ) -> TaskHandle<Out> {
+        match input {
+            Ok(bytes) => {
+                let handle = self.shared.submit(addr, bytes, limit);
+                match limit {
+                    Some(limit) => handle.with_deadline(limit),
+                    None => handle,
+                }
+            }
+            Err(err) => {
+                self.shared.counters.count_submitted();
+                self.shared.counters.count(Outcome::of_error(&err));
+                TaskHandle::ready(Err(err))
+            }
+        }
+    }
+
+    /// The earlier of the pool's time limit and a task's own.
+    fn limit_with(&self, options: SpawnOptions) -> Option<Duration> {
+        match (self.time_limit, options.get_timeout()) {
+            (Some(pool), Some(task)) => Some(pool.min(task)),
+            (pool, task) => pool.or(task),
         }
     }
 
@@ -379,18 +448,11 @@ impl Executor for ClusterPool {
         Out: Portable,
     {
         assert_portable(&task);
-        match encode_input(&input) {
-            Ok(bytes) => self.inner.with_limit(
-                self.inner
-                    .shared
-                    .submit(addr::blocking_addr::<F, In, Out>(), bytes),
-            ),
-            Err(err) => {
-                self.inner.shared.counters.count_submitted();
-                self.inner.shared.counters.count(Outcome::of_error(&err));
-                TaskHandle::ready(Err(err))
-            }
-        }
+        self.inner.submit(
+            addr::blocking_addr::<F, In, Out>(),
+            encode_input(&input),
+            self.inner.time_limit,
+        )
     }
 
     fn spawn_async<F, In, Fut>(&self, input: In, task: F) -> TaskHandle<Fut::Output>
@@ -401,18 +463,48 @@ impl Executor for ClusterPool {
         Fut::Output: Portable,
     {
         assert_portable(&task);
-        match encode_input(&input) {
-            Ok(bytes) => self.inner.with_limit(
-                self.inner
-                    .shared
-                    .submit(addr::async_addr::<F, In, Fut>(), bytes),
-            ),
-            Err(err) => {
-                self.inner.shared.counters.count_submitted();
-                self.inner.shared.counters.count(Outcome::of_error(&err));
-                TaskHandle::ready(Err(err))
-            }
-        }
+        self.inner.submit(
+            addr::async_addr::<F, In, Fut>(),
+            encode_input(&input),
+            self.inner.time_limit,
+        )
+    }
+
+    /// The time limit (the earlier of the options' and the pool's) travels with the task, so its
+    /// host stops a running blocking task when it expires.
+    fn spawn_with<F, In, Out>(&self, input: In, task: F, options: SpawnOptions) -> TaskHandle<Out>
+    where
+        F: BlockingTask<In, Out>,
+        In: Portable,
+        Out: Portable,
+    {
+        assert_portable(&task);
+        self.inner.submit(
+            addr::blocking_addr::<F, In, Out>(),
+            encode_input(&input),
+            self.inner.limit_with(options),
+        )
+    }
+
+    /// As [`spawn_with`](Self::spawn_with): the host drops the future when the limit expires.
+    fn spawn_async_with<F, In, Fut>(
+        &self,
+        input: In,
+        task: F,
+        options: SpawnOptions,
+    ) -> TaskHandle<Fut::Output>
+    where
+        F: AsyncTask<In, Fut>,
+        In: Portable,
+        Fut: Future + Send + 'static,
+        Fut::Output: Portable,
+    {
+        assert_portable(&task);
+        self.inner.submit(
+            addr::async_addr::<F, In, Fut>(),
+            encode_input(&input),
+            self.inner.limit_with(options),
+        )
     }
 
     fn workers(&self) -> usize {

@@ -10,19 +10,27 @@
 //!   confirms progress every third of `ack_wait`: JetStream hands a task to another host only when
 //!   this one stopped confirming, that is, when it died or lost the server.
 //! - A task whose pool cancelled it (a cancel notice fired its entry in `Host::held`) is never
-//!   started if it was waiting and stopped if it is async and running; it is terminated in the
-//!   stream, without a result (its handle resolved already).
+//!   started if it was waiting, and stopped if it runs: an async task's future is dropped, a
+//!   blocking task's worker process ended (the host's process pool starts another). It is
+//!   terminated in the stream, without a result (its handle resolved already).
+//! - A blocking task runs in a worker process of the host, so whatever it does to its process
+//!   (abort, a fatal signal, `exit`) is its outcome, `WorkerLost` with the signal or exit code,
+//!   sent and acknowledged like any other: never a redelivery.
+//! - A task with a time limit is stopped as a cancel stops it when the limit, counted from its
+//!   start here, passes; its outcome is then `TimedOut`.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
-use polyexec_core::TaskError;
+use polyexec_core::{CodecStage, Executor, TaskError, TaskHandle};
+use serde_bytes::ByteBuf;
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
 use super::{Host, Queue, stopped};
-use crate::addr::{Kind, Verified};
+use crate::addr::{self, Kind, Verified};
 use crate::frame::{self, OpenRequest, Refusal, Refused, Reply, kind};
 
 /// How long a host keeps offering a result its pool does not confirm before it gives the task
@@ -38,7 +46,8 @@ enum Ran {
     Finished(Result<Vec<u8>, TaskError>),
     /// Its pool cancelled it: no result is sent.
     Cancelled,
-    /// The host is stopping and the task had not started: handed back for another host.
+    /// The host is stopping and the task had not started (or its process pool was stopped
+    /// under it): handed back for another host.
     HandedBack,
 }
 
@@ -65,20 +74,37 @@ pub(super) async fn handle(
         id,
         addr,
         input,
+        time_limit,
     } = request;
     let slot = (reply_to, id);
     let (cancel, cancelled) = oneshot::channel();
-    host.held
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(slot.clone(), cancel);
+    let again = {
+        let mut held = host
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held.entry(slot.clone()) {
+            Entry::Occupied(_) => true,
+            Entry::Vacant(entry) => {
+                entry.insert(cancel);
+                false
+            }
+        }
+    };
+    if again {
+        // Delivered again while this host still holds it (its progress acks were lost, say,
+        // in a reconnection): the delivery already here answers the pool, so this one is
+        // terminated rather than run twice side by side.
+        let _ = message.ack_with(AckKind::Term).await;
+        return;
+    }
 
     let mut progress = tokio::time::interval_at(
         tokio::time::Instant::now() + host.ack_wait / 3,
         host.ack_wait / 3,
     );
     let ran = {
-        let work = wait_and_run(&host, &queue, addr, input, &mut stopping);
+        let work = wait_and_run(&host, &queue, addr, input, time_limit, &mut stopping);
         tokio::pin!(work);
         tokio::pin!(cancelled);
         loop {
@@ -108,7 +134,17 @@ pub(super) async fn handle(
             return;
         }
     };
-    let reply: Bytes = host.key.seal(kind::REPLY, &Reply { id, outcome }).into();
+    let mut reply = host.key.seal(kind::REPLY, &Reply { id, outcome });
+    if reply.len() > host.max_payload {
+        // The server would close this host's connection on it.
+        let outcome = Err(crate::pool::too_large(
+            CodecStage::EncodeOutput,
+            reply.len(),
+            host.max_payload,
+        ));
+        reply = host.key.seal(kind::REPLY, &Reply { id, outcome });
+    }
+    let reply = Bytes::from(reply);
     let reply_to = slot.0;
     if offer(&host, &reply_to, reply.clone()).await {
         let _ = message.ack().await;
@@ -153,6 +189,7 @@ async fn wait_and_run(
     queue: &Queue,
     addr: Verified,
     input: Vec<u8>,
+    limit: Option<Duration>,
     stopping: &mut watch::Receiver<bool>,
 ) -> Ran {
     let _run = tokio::select! {
@@ -161,36 +198,60 @@ async fn wait_and_run(
         () = stopped(stopping) => return Ran::HandedBack,
     };
     let started = Instant::now();
-    let outcome = run(host, addr, input).await;
+    let ran = match addr.kind() {
+        Kind::Blocking => run_blocking(host, addr, input, limit).await,
+        Kind::Async => Ran::Finished(run_async(addr, &input, limit).await),
+    };
     queue.ran_for(started.elapsed());
-    Ran::Finished(outcome)
+    ran
 }
 
-/// Runs a task whose frame checked out.
-async fn run(_host: &Host, addr: Verified, input: Vec<u8>) -> Result<Vec<u8>, TaskError> {
-    match addr.kind() {
-        Kind::Blocking => {
-            let run = addr.blocking().expect("kind checked");
-            match tokio::task::spawn_blocking(move || run(&input)).await {
-                Ok(outcome) => outcome,
-                Err(err) => Err(TaskError::transport(format!(
-                    "the worker host lost the task's thread: {err}"
-                ))),
-            }
-        }
-        Kind::Async => {
-            let make = addr.asynchronous().expect("kind checked");
-            let future = make(&input)?;
-            // Aborted when this future is dropped (a cancel of the running task).
-            let mut task = AbortOnDrop(tokio::spawn(future));
-            match (&mut task.0).await {
-                Ok(outcome) => outcome,
-                Err(err) => Err(TaskError::transport(format!(
-                    "the worker host lost the task: {err}"
-                ))),
-            }
-        }
+/// Runs a blocking task in one of the host's worker processes, within its time limit.
+///
+/// The process pool resolves the task `WorkerLost` the moment its worker process dies. At the
+/// time limit the pool's handle cancels the task there, and so does dropping this future (a
+/// cancel notice): a running blocking task cannot be interrupted, so its worker process is
+/// ended and replaced.
+async fn run_blocking(host: &Host, addr: Verified, input: Vec<u8>, limit: Option<Duration>) -> Ran {
+    let handle = host
+        .processes
+        .spawn(addr.forward(input), addr::run_forwarded);
+    let mut handle = CancelOnDrop(match limit {
+        Some(limit) => handle.with_deadline(limit),
+        None => handle,
+    });
+    match (&mut handle.0).await {
+        Ok(outcome) => Ran::Finished(outcome.map(ByteBuf::into_vec)),
+        // The process pool was stopped under it: another host can run it.
+        Err(TaskError::ShutDown) => Ran::HandedBack,
+        // `WorkerLost` with the worker process's signal or exit code, `TimedOut`, or a
+        // transport failure of the process pool: the task's outcome, as on that backend.
+        Err(err) => Ran::Finished(Err(err)),
     }
+}
+
+/// Runs an async task on the host's runtime, within its time limit.
+async fn run_async(
+    addr: Verified,
+    input: &[u8],
+    limit: Option<Duration>,
+) -> Result<Vec<u8>, TaskError> {
+    let make = addr.asynchronous().expect("kind checked");
+    let future = make(input)?;
+    // Aborted when this future is dropped (a cancel of the running task), or at the limit.
+    let mut task = AbortOnDrop(tokio::spawn(future));
+    let joined = match limit {
+        None => (&mut task.0).await,
+        Some(limit) => match tokio::time::timeout(limit, &mut task.0).await {
+            Ok(joined) => joined,
+            Err(_) => return Err(TaskError::TimedOut(limit)),
+        },
+    };
+    joined.unwrap_or_else(|err| {
+        Err(TaskError::transport(format!(
+            "the worker host lost the task: {err}"
+        )))
+    })
 }
 
 /// A spawned task that is aborted when its handle is dropped.
@@ -199,6 +260,16 @@ struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// A task of the host's process pool that is cancelled when its handle is dropped (a handle
+/// that already has its result is left alone).
+struct CancelOnDrop<T>(TaskHandle<T>);
+
+impl<T> Drop for CancelOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 

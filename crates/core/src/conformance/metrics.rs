@@ -1,7 +1,9 @@
 //! [`Executor::metrics`]: every task counted once, in the outcome it had.
 
-use super::{Gate, gated, occupy_all};
-use crate::{Executor, Metrics, TaskError};
+use std::time::Duration;
+
+use super::{Gate, HANG, gated, occupy_all};
+use crate::{Executor, Metrics, SpawnOptions, TaskError};
 
 /// The counters' change from `before` to `after`, as (submitted, succeeded, panicked,
 /// cancelled, shut down).
@@ -69,4 +71,59 @@ pub fn metrics_count_cancel_and_shutdown<E: Executor + 'static>(make: &dyn Fn() 
         0,
         "no worker is left after shutdown: {after:?}"
     );
+}
+
+/// Tasks whose own time limit ([`SpawnOptions::timeout`]) passes count as timed out, not
+/// cancelled, however they then end: one still queued (dropped, or removed from the queue),
+/// one running a blocking call (which a thread runs on to its end, and a worker process is
+/// killed for), one waiting in an `.await` (dropped). A task that ends within its limit
+/// counts as usual.
+pub fn metrics_count_timeouts<E: Executor + 'static>(make: &dyn Fn() -> E) {
+    let exec = make();
+    let before = exec.metrics();
+    let limit = Duration::from_millis(20);
+    let options = SpawnOptions::new().timeout(limit);
+
+    let mut gate = Gate::new();
+    let blockers = occupy_all(&exec, &mut gate);
+    let queued = exec.spawn_with(1u8, |x: u8| x + 1, options);
+    assert_eq!(queued.join(), Err(TaskError::TimedOut(limit)));
+    gate.release();
+    for blocker in blockers {
+        assert!(blocker.join().is_ok());
+    }
+
+    let mut gate = Gate::new();
+    let held = exec.spawn_with(gate.port(), gated, options);
+    gate.wait_started(1);
+    assert_eq!(held.join(), Err(TaskError::TimedOut(limit)));
+    gate.release();
+
+    let sleeping = exec.spawn_async_with(
+        3_600u64,
+        |secs: u64| async move {
+            crate::sleep(Duration::from_secs(secs)).await;
+            secs
+        },
+        options,
+    );
+    assert_eq!(sleeping.join(), Err(TaskError::TimedOut(limit)));
+
+    let generous = SpawnOptions::new().timeout(HANG);
+    assert_eq!(exec.spawn_with(3u8, |x: u8| x + 1, generous).join(), Ok(4));
+    let awaited = exec.spawn_async_with(5u8, |x: u8| async move { x * 2 }, generous);
+    assert_eq!(awaited.join(), Ok(10));
+
+    // A graceful shutdown returns once the held task has run on to its end and the dropped
+    // ones have been dropped: every task has counted its outcome by then.
+    exec.shutdown();
+    let after = exec.metrics();
+    let n = exec.workers() as u64;
+    assert_eq!(
+        grown(&before, &after),
+        (n + 5, n + 2, 0, 0, 0),
+        "(submitted, succeeded, panicked, cancelled, shut down) {after:?}"
+    );
+    assert_eq!(after.timed_out() - before.timed_out(), 3, "{after:?}");
+    assert_eq!(after.finished(), after.submitted(), "{after:?}");
 }

@@ -22,6 +22,18 @@ use crate::{protocol, stop};
 
 impl Cancel for Shared {
     fn cancel(&self, id: u64) {
+        self.stop_task(id, Outcome::Cancelled);
+    }
+
+    /// The handle's time limit (`spawn_with`) passed: stopped as a cancel, counted timed out.
+    fn expire(&self, id: u64) {
+        self.stop_task(id, Outcome::TimedOut);
+    }
+}
+
+impl Shared {
+    /// Stops task `id` if it is still queued or running, counting it as `outcome`.
+    fn stop_task(&self, id: u64, outcome: Outcome) {
         let dropped;
         let mut stop = None;
         let mut jobs = Vec::new();
@@ -79,7 +91,7 @@ impl Cancel for Shared {
             tracing::info!(parent: &span, "cancelling a running task");
         }
         if dropped.is_some() {
-            self.counters.count(Outcome::Cancelled);
+            self.counters.count(outcome);
         }
         drop(dropped);
         self.write(&mut jobs);
