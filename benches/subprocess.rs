@@ -7,7 +7,8 @@
 //!
 //! Shapes: a warm round trip of a trivial task (lockstep); trivial tasks submitted all at once,
 //! then joined; `map` with batching on two workers; byte payloads of 64 B, 64 KiB, 1 MiB and
-//! 16 MiB there and back (`serde_bytes::ByteBuf`), beside in-process round trips that copy the
+//! 16 MiB there and back (`serde_bytes::ByteBuf`; from 1 MiB also a plain `Vec<u8>`, and one in
+//! a struct field), beside in-process round trips that copy the
 //! payload twice, into warm buffers (the memory-speed floor) and into fresh ones; worker start; a CPU kernel's speedup over
 //! serial on two workers. After criterion's groups, the three round trips are measured again in
 //! alternating batches (each batch sees the same machine load) and written to
@@ -232,6 +233,10 @@ fn map(c: &mut Criterion, k: &Contenders) {
     group.finish();
 }
 
+/// Bytes in a struct field without `serde_bytes`: serde encodes them element by element.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wrapped(Vec<u8>);
+
 fn payloads(c: &mut Criterion, k: &Contenders) {
     let mut group = c.benchmark_group("subprocess/payload");
     for (name, size) in PAYLOADS {
@@ -281,6 +286,28 @@ fn payloads(c: &mut Criterion, k: &Contenders) {
                 bytes = Some(back);
             });
         });
+        if size >= 1 << 20 {
+            // A plain `Vec<u8>` as the whole input and output (encoded as bytes, as `ByteBuf`),
+            // and the same bytes inside a struct, which serde encodes element by element.
+            let mut vec = Some(payload.to_vec());
+            group.bench_function(BenchmarkId::new("polyexec_vec_moved", name), |b| {
+                b.iter(|| {
+                    let input = vec.take().expect("put back below");
+                    let back = k.one.spawn(input, |v: Vec<u8>| v).join().unwrap();
+                    black_box(back.len());
+                    vec = Some(back);
+                });
+            });
+            let mut wrapped = Some(Wrapped(payload.to_vec()));
+            group.bench_function(BenchmarkId::new("polyexec_vec_field_moved", name), |b| {
+                b.iter(|| {
+                    let input = wrapped.take().expect("put back below");
+                    let back = k.one.spawn(input, |w: Wrapped| w).join().unwrap();
+                    black_box(back.0.len());
+                    wrapped = Some(back);
+                });
+            });
+        }
         group.bench_function(BenchmarkId::new("procspawn_pool", name), |b| {
             b.iter(|| {
                 let back = k
@@ -451,8 +478,9 @@ fn interleaved_round_trips(k: &Contenders) {
 }
 
 /// The payload round trips of 1 MiB and 16 MiB measured again in alternating batches (each batch
-/// sees the same machine load), as ratios to raw ipc-channel and to the warm two-copy floor;
-/// printed and written to `target/polyexec-bench/subprocess_payload_interleaved.json`.
+/// sees the same machine load), as ratios to raw ipc-channel and to the warm two-copy floor (and
+/// a plain `Vec<u8>` beside the same bytes in a struct field); printed and written to
+/// `target/polyexec-bench/subprocess_payload_interleaved.json`.
 fn interleaved_payloads(k: &Contenders) {
     let batches = if common::quick() { 11 } else { 31 };
     let mut out = serde_json::Map::new();
@@ -465,6 +493,8 @@ fn interleaved_payloads(k: &Contenders) {
             k.one.spawn(payload.clone(), |b: ByteBuf| b).join().unwrap();
         }
         let mut bytes = Some(payload.clone());
+        let mut vec = Some(payload.to_vec());
+        let mut wrapped = Some(Wrapped(payload.to_vec()));
         let (times, _) = interleaved(
             batches,
             n,
@@ -487,6 +517,18 @@ fn interleaved_payloads(k: &Contenders) {
                     back.copy_from_slice(black_box(&there));
                     black_box(back[size - 1]);
                 },
+                &mut || {
+                    let input = vec.take().expect("put back below");
+                    let echoed = k.one.spawn(input, |v: Vec<u8>| v).join().unwrap();
+                    black_box(echoed.len());
+                    vec = Some(echoed);
+                },
+                &mut || {
+                    let input = wrapped.take().expect("put back below");
+                    let echoed = k.one.spawn(input, |w: Wrapped| w).join().unwrap();
+                    black_box(echoed.0.len());
+                    wrapped = Some(echoed);
+                },
             ],
         );
         let ratio = |a: usize, b: usize| {
@@ -496,11 +538,14 @@ fn interleaved_payloads(k: &Contenders) {
         let median = |i: usize| common::median_quartiles(&mut times[i].clone()).0;
         let mut line = format!(
             "summary: payload {name}, alternating batches: ipc_channel_raw {:.3} ms, polyexec \
-             {:.3} ms, polyexec_moved {:.3} ms, memcpy_twice {:.3} ms;",
+             {:.3} ms, polyexec_moved {:.3} ms, memcpy_twice {:.3} ms, polyexec_vec_moved {:.3} \
+             ms, polyexec_vec_field_moved {:.3} ms;",
             median(0) * 1e3,
             median(1) * 1e3,
             median(2) * 1e3,
             median(3) * 1e3,
+            median(4) * 1e3,
+            median(5) * 1e3,
         );
         let mut ratios = serde_json::Map::new();
         for (label, a, b) in [
@@ -508,6 +553,8 @@ fn interleaved_payloads(k: &Contenders) {
             ("polyexec_moved / ipc_channel_raw", 2, 0),
             ("polyexec / memcpy_twice", 1, 3),
             ("polyexec_moved / memcpy_twice", 2, 3),
+            ("polyexec_vec_moved / ipc_channel_raw", 4, 0),
+            ("polyexec_vec_field_moved / polyexec_vec_moved", 5, 4),
         ] {
             let (r, q1, q3) = ratio(a, b);
             line += &format!(" {label} {r:.2}x ({q1:.2}-{q3:.2});");
@@ -521,6 +568,8 @@ fn interleaved_payloads(k: &Contenders) {
                 "polyexec_median_s": median(1),
                 "polyexec_moved_median_s": median(2),
                 "memcpy_twice_median_s": median(3),
+                "polyexec_vec_moved_median_s": median(4),
+                "polyexec_vec_field_moved_median_s": median(5),
                 "ratios_q1_median_q3": ratios,
             }),
         );

@@ -136,8 +136,8 @@ impl Key {
     pub(crate) fn blocking<F, In, Out>(&self) -> TaskAddr
     where
         F: Fn(In) -> Out + Copy,
-        In: DeserializeOwned,
-        Out: Serialize,
+        In: DeserializeOwned + 'static,
+        Out: Serialize + 'static,
     {
         let f: BlockingFn = run_blocking::<F, In, Out>;
         self.address(Kind::Blocking, f as *const ())
@@ -149,7 +149,7 @@ impl Key {
         F: Fn(In) -> Fut + Copy + Send + 'static,
         In: DeserializeOwned + Send + 'static,
         Fut: Future + Send + 'static,
-        Fut::Output: Serialize,
+        Fut::Output: Serialize + 'static,
     {
         let f: AsyncFn = run_async::<F, In, Fut>;
         self.address(Kind::Async, f as *const ())
@@ -164,7 +164,7 @@ impl Key {
     pub(crate) fn init_with<F, A>(&self) -> TaskAddr
     where
         F: Fn(A) + Copy,
-        A: DeserializeOwned,
+        A: DeserializeOwned + 'static,
     {
         let f: InitFn = run_init_with::<F, A>;
         self.address(Kind::Init, f as *const ())
@@ -257,8 +257,8 @@ fn codec_error(stage: CodecStage, message: impl ToString) -> TaskError {
 }
 
 /// Decodes a task input. A `Deserialize` impl that panics is a decoding failure, not a crash.
-fn decode_input<In: DeserializeOwned>(input: &[u8]) -> Result<In, TaskError> {
-    match catch_task(|| protocol::decode::<In>(input)) {
+fn decode_input<In: DeserializeOwned + 'static>(input: &[u8]) -> Result<In, TaskError> {
+    match catch_task(|| payload::decode_payload::<In>(input)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(codec_error(
             CodecStage::DecodeInput,
@@ -273,7 +273,7 @@ fn decode_input<In: DeserializeOwned>(input: &[u8]) -> Result<In, TaskError> {
 
 /// Encodes a task output, into a slot that `place` hands out or onto `out`. A `Serialize` impl
 /// that panics is an encoding failure.
-fn encode_output<Out: Serialize>(
+fn encode_output<Out: Serialize + 'static>(
     output: &Out,
     out: &mut Vec<u8>,
     place: &mut dyn FnMut(usize) -> Option<Slot>,
@@ -298,8 +298,8 @@ fn run_blocking<F, In, Out>(
 ) -> Result<Payload, TaskError>
 where
     F: Fn(In) -> Out + Copy,
-    In: DeserializeOwned,
-    Out: Serialize,
+    In: DeserializeOwned + 'static,
+    Out: Serialize + 'static,
 {
     let decoded: Result<In, TaskError> = decode_input(input.bytes());
     input.release();
@@ -317,7 +317,7 @@ where
     F: Fn(In) -> Fut + Copy + Send + 'static,
     In: DeserializeOwned + Send + 'static,
     Fut: Future + Send + 'static,
-    Fut::Output: Serialize,
+    Fut::Output: Serialize + 'static,
 {
     let input: In = decode_input(input)?;
     let task: F = conjure::<F>();
@@ -338,7 +338,9 @@ fn run_init<F: Fn() + Copy>(_arg: &[u8]) -> Result<(), TaskError> {
     catch_task(init)
 }
 
-fn run_init_with<F: Fn(A) + Copy, A: DeserializeOwned>(arg: &[u8]) -> Result<(), TaskError> {
+fn run_init_with<F: Fn(A) + Copy, A: DeserializeOwned + 'static>(
+    arg: &[u8],
+) -> Result<(), TaskError> {
     let arg: A = decode_input(arg)?;
     let init: F = conjure::<F>();
     catch_task(move || init(arg))

@@ -1,5 +1,6 @@
 //! Large inputs and outputs go through shared memory and come back intact: byte buffers
-//! (`serde_bytes`), plain `Vec<u8>` (encoded element by element), structs that mix them with
+//! (`serde_bytes`), plain `Vec<u8>` (encoded as bytes when it is the whole input or output,
+//! element by element inside another type), structs that mix them with
 //! other fields, async tasks' outputs, payloads that make the regions grow, and the same
 //! payloads with shared memory turned off.
 
@@ -88,6 +89,24 @@ fn structs_vectors_and_async_outputs_round_trip() {
     .unwrap();
     assert_eq!(back.tail, 78);
     assert_eq!(Mixed { tail: 77, ..back }, mixed);
+
+    // A whole input or output that is a plain `Vec<u8>`, large (through the regions) and small
+    // (through the socket), from blocking and async tasks.
+    for len in [3 << 20, 100] {
+        let back = common::join(pool.spawn(pattern(len, 9), |mut v: Vec<u8>| {
+            v.reverse();
+            v
+        }))
+        .unwrap();
+        let mut expected = pattern(len, 9);
+        expected.reverse();
+        assert!(back == expected, "a Vec<u8> of {len} bytes differs");
+        let len = u32::try_from(len).unwrap();
+        let back =
+            common::join(pool.spawn_async(len, |n: u32| async move { pattern(n as usize, 11) }))
+                .unwrap();
+        assert!(back == pattern(len as usize, 11));
+    }
 
     let async_back = common::join(pool.spawn_async(1u8 << 4, |n: u8| async move {
         ByteBuf::from(pattern(usize::from(n) << 16, n))

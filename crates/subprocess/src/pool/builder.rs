@@ -78,7 +78,7 @@ fn init_addr<F: Fn() + Copy>(key: &Key) -> TaskAddr {
     key.init::<F>()
 }
 
-fn init_with_addr<F: Fn(A) + Copy, A: DeserializeOwned>(key: &Key) -> TaskAddr {
+fn init_with_addr<F: Fn(A) + Copy, A: DeserializeOwned + 'static>(key: &Key) -> TaskAddr {
     key.init_with::<F, A>()
 }
 

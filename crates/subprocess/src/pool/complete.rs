@@ -59,14 +59,14 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
 
 /// Decodes an output on the thread that takes it from its handle. `body` holds the task id
 /// first (the reader checked that it does).
-fn decode_output<T: DeserializeOwned>(body: Vec<u8>) -> Result<T, TaskError> {
+fn decode_output<T: DeserializeOwned + 'static>(body: Vec<u8>) -> Result<T, TaskError> {
     decode_payload(body.get(ID_LEN..).unwrap_or_default())
 }
 
 /// Decodes an encoded output.
-fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, TaskError> {
+fn decode_payload<T: DeserializeOwned + 'static>(payload: &[u8]) -> Result<T, TaskError> {
     // A `Deserialize` impl that panics fails this task with a codec error, as a failing one does.
-    match polyexec_core::catch_task(|| protocol::decode::<T>(payload)) {
+    match polyexec_core::catch_task(|| crate::payload::decode_payload::<T>(payload)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(codec(
             CodecStage::DecodeOutput,

@@ -98,7 +98,7 @@ pub(super) struct WriteJob {
 }
 
 impl Shared {
-    pub(super) fn submit<In: Serialize, Out: DeserializeOwned + Send + 'static>(
+    pub(super) fn submit<In: Serialize + 'static, Out: DeserializeOwned + Send + 'static>(
         self: &Arc<Self>,
         addr: TaskAddr,
         input: &In,
