@@ -2,7 +2,8 @@
 //! same run: the same number of core-NATS requests in flight at once to two responders (no
 //! JetStream, no acks), the most a NATS round trip per task can give on this machine.
 //!
-//! - `spawn all, join all`: 10,000 trivial tasks submitted at once, then joined;
+//! - `spawn all, join all`: 10,000 trivial tasks submitted at once, then joined (blocking tasks
+//!   run in a host's worker processes; `spawn_async` ones on the host itself);
 //! - `map`: 1,000,000 trivial inputs through `Executor::map`, which sends them in chunks.
 //!
 //! Needs `POLYEXEC_CLUSTER_URL` (for example from `source scripts/nats.sh && nats_start`).
@@ -90,6 +91,20 @@ fn throughput(c: &mut Criterion) {
             let start = Instant::now();
             for _ in 0..iters {
                 let handles: Vec<_> = (0..TASKS).map(|i| pool.spawn(i, |x: u64| x + 1)).collect();
+                for handle in handles {
+                    handle.join().expect("a value");
+                }
+            }
+            start.elapsed()
+        });
+    });
+    group.bench_function("cluster spawn_async all, join all (2 hosts)", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let handles: Vec<_> = (0..TASKS)
+                    .map(|i| pool.spawn_async(i, |x: u64| async move { x + 1 }))
+                    .collect();
                 for handle in handles {
                     handle.join().expect("a value");
                 }
