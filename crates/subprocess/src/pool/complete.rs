@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::protocol;
 use crate::shm::Lease;
+use crate::shm::stream::Gone;
 
 /// Bytes of a `DONE_*` body before the payload: the task id.
 pub(super) const ID_LEN: usize = 8;
@@ -43,10 +44,11 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
     }
 
     fn succeed_shared(self: Box<Self>, output: Lease) {
-        // Decoded from the mapping by the joiner: for byte payloads (`serde_bytes`), the copy
-        // into the result is the only one made in this process.
+        // Decoded from the mapping by the joiner: for byte payloads (`Vec<u8>`, `ByteBuf`), the
+        // copy into the result is the only one made in this process, and it runs while the
+        // worker still writes the output.
         (*self).resolve_deferred(Box::new(move || {
-            let result = decode_payload::<T>(output.bytes());
+            let result = decode_shared::<T>(&output);
             drop(output);
             result
         }));
@@ -72,6 +74,30 @@ fn decode_payload<T: DeserializeOwned + 'static>(payload: &[u8]) -> Result<T, Ta
             CodecStage::DecodeOutput,
             protocol::describe::<T>(err),
         )),
+        Err(panic) => Err(codec(
+            CodecStage::DecodeOutput,
+            protocol::describe::<T>(panic),
+        )),
+    }
+}
+
+/// Decodes an output in the worker's region, as the worker writes it. A worker that dies before
+/// it wrote the whole output fails the task as lost, with how it ended.
+fn decode_shared<T: DeserializeOwned + 'static>(output: &Lease) -> Result<T, TaskError> {
+    let region = output.region();
+    let alive = || region.writer_exit().is_none();
+    match polyexec_core::catch_task(|| {
+        crate::payload::decode_record::<T>(&output.incoming(), &alive)
+    }) {
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err(err))) => Err(codec(
+            CodecStage::DecodeOutput,
+            protocol::describe::<T>(err),
+        )),
+        Ok(Err(Gone)) => Err(match region.writer_exit() {
+            Some(exit) => TaskError::WorkerLost(exit),
+            None => TaskError::transport("the worker stopped writing the task's output"),
+        }),
         Err(panic) => Err(codec(
             CodecStage::DecodeOutput,
             protocol::describe::<T>(panic),
