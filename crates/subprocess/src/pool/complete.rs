@@ -120,3 +120,48 @@ pub(super) fn codec(stage: CodecStage, message: impl ToString) -> TaskError {
 pub(super) fn deliver(body: impl FnOnce()) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
 }
+
+#[cfg(test)]
+mod tests {
+    use polyexec_core::WorkerExit;
+
+    use super::*;
+    use crate::shm::{Arena, SHARED_MIN};
+
+    #[test]
+    fn an_output_whose_worker_died_while_writing_it_fails_as_lost() {
+        let mut arena = Arena::default();
+        let mut slot = arena.alloc(SHARED_MIN).unwrap().slot;
+        let mut stream = slot.stream();
+        let lease = slot.into_lease(SHARED_MIN);
+        // Part written, none published, then the worker dies without a word.
+        assert!(stream.write(&[0x80, 0x80, 0x04]));
+        lease.region().set_writer_exit(WorkerExit::Signal(9));
+        std::mem::forget(stream);
+        assert_eq!(
+            decode_shared::<Vec<u8>>(&lease),
+            Err(TaskError::WorkerLost(WorkerExit::Signal(9)))
+        );
+    }
+
+    #[test]
+    fn an_output_written_in_full_is_decoded() {
+        let mut arena = Arena::default();
+        let bytes = vec![7u8; SHARED_MIN];
+        let mut inline = Vec::new();
+        let crate::payload::Payload::Streamed {
+            slot, len, stream, ..
+        } = crate::payload::encode_payload(&bytes, &mut inline, |len| {
+            arena.alloc(len).map(|placed| placed.slot)
+        })
+        .unwrap()
+        else {
+            panic!("a byte payload given a slot is streamed");
+        };
+        let lease = slot.into_lease(len);
+        assert!(crate::payload::write_streamed(stream, &bytes));
+        // A dead worker that wrote everything first still delivers.
+        lease.region().set_writer_exit(WorkerExit::Code(0));
+        assert_eq!(decode_shared::<Vec<u8>>(&lease), Ok(bytes));
+    }
+}
