@@ -206,7 +206,11 @@ impl Shared {
             if !matches!(filled, Ok(true)) {
                 break;
             }
-            spin_until = spinner.start().then(|| Instant::now() + SPIN);
+            // Set by a frame after which the next one is not due for a while: a large payload's
+            // (its task's result comes after the payload's copies; the next task after the
+            // joiner copies this output out). Polling then would only take a core from those
+            // copies.
+            let mut next_is_far = false;
             let mut stops = Vec::new();
             let mut broken = false;
             {
@@ -249,12 +253,17 @@ impl Shared {
                                 broken = true;
                                 break;
                             };
+                            next_is_far = true;
                             // Not wanted any more: dropping the lease releases the output.
                             if let Some(completer) = Self::on_done(&mut core, conn, id) {
                                 done.push((completer, Delivery::Shared(lease)));
                             }
                         }
                         protocol::STARTED => {
+                            next_is_far |= core
+                                .tasks
+                                .get(&id)
+                                .is_some_and(|entry| entry.input.is_some());
                             if self.on_started(&mut core, conn, id, now) {
                                 stops.push(id);
                             }
@@ -277,6 +286,12 @@ impl Shared {
                 }
                 self.dispatch(&mut core, &mut jobs);
                 self.notify_if_idle(&core);
+            }
+            spin_until = None;
+            if next_is_far {
+                spinner.stop();
+            } else if spinner.start() {
+                spin_until = Some(Instant::now() + SPIN);
             }
             for (completer, delivery) in done.drain(..) {
                 if completer.is_abandoned() {
