@@ -364,8 +364,8 @@ impl Counters {
         // Read after the outcomes, so that a task counted finished has, all but always, been
         // seen submitted too (the loads are relaxed: the difference saturates at zero). Both
         // parts only grow, so their sum does: snapshots are monotonic.
-        metrics.submitted = self.submitted.0.load(Ordering::Relaxed)
-            + gate.map_or(0, SubmitGate::submitted);
+        metrics.submitted =
+            self.submitted.0.load(Ordering::Relaxed) + gate.map_or(0, SubmitGate::submitted);
         metrics
     }
 }
