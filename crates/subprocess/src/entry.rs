@@ -28,6 +28,7 @@ use siphasher::sip::SipHasher24;
 use crate::payload::{self, Payload};
 use crate::protocol;
 use crate::shm::Slot;
+use crate::shm::stream::Gone;
 
 /// A blocking trampoline: decodes the input (then releases it), runs the task, and encodes the
 /// output: into the shared-memory slot `place` hands out for its size, if any, or else appended
@@ -258,7 +259,28 @@ fn codec_error(stage: CodecStage, message: impl ToString) -> TaskError {
 
 /// Decodes a task input. A `Deserialize` impl that panics is a decoding failure, not a crash.
 fn decode_input<In: DeserializeOwned + 'static>(input: &[u8]) -> Result<In, TaskError> {
-    match catch_task(|| payload::decode_payload::<In>(input)) {
+    decoded_input::<In>(catch_task(|| payload::decode_payload::<In>(input)))
+}
+
+/// Decodes a task input in a frame, or in the pool's region as the pool writes it.
+fn decode_task_input<In: DeserializeOwned + 'static>(
+    input: &protocol::Input<'_>,
+) -> Result<In, TaskError> {
+    let record = match input {
+        protocol::Input::Shared(record) => record,
+        protocol::Input::Frame { body, start } => return decode_input(&body[*start..]),
+    };
+    match catch_task(|| payload::decode_record::<In>(record, &crate::worker::parent_alive)) {
+        Ok(Ok(decoded)) => decoded_input::<In>(Ok(decoded)),
+        Ok(Err(Gone)) => Err(input_gone()),
+        Err(panic) => decoded_input::<In>(Err(panic)),
+    }
+}
+
+fn decoded_input<In>(
+    decoded: Result<Result<In, protocol::CodecError>, TaskError>,
+) -> Result<In, TaskError> {
+    match decoded {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(codec_error(
             CodecStage::DecodeInput,
@@ -269,6 +291,11 @@ fn decode_input<In: DeserializeOwned + 'static>(input: &[u8]) -> Result<In, Task
             protocol::describe::<In>(panic),
         )),
     }
+}
+
+/// The error of a task whose input the pool stopped writing into its region.
+pub(crate) fn input_gone() -> TaskError {
+    TaskError::transport("the pool stopped before it finished writing the task's input")
 }
 
 /// Encodes a task output, into a slot that `place` hands out or onto `out`. A `Serialize` impl
@@ -301,12 +328,31 @@ where
     In: DeserializeOwned + 'static,
     Out: Serialize + 'static,
 {
-    let decoded: Result<In, TaskError> = decode_input(input.bytes());
+    let decoded: Result<In, TaskError> = decode_task_input(&input);
     input.release();
     let input = decoded?;
     let task: F = conjure::<F>();
     let output = catch_task(move || task(input))?;
     let encoded = encode_output(&output, out, place);
+    if let Ok(Payload::Streamed {
+        slot,
+        len,
+        stream,
+        bytes: None,
+    }) = encoded
+    {
+        // Only a byte payload is streamed: the output is taken apart for the worker to write
+        // after the frame naming it is sent.
+        let Ok(bytes) = payload::into_bytes(output) else {
+            unreachable!("a streamed output is a byte payload")
+        };
+        return Ok(Payload::Streamed {
+            slot,
+            len,
+            stream,
+            bytes: Some(bytes),
+        });
+    }
     // The output is dropped inside the catch: a `Drop` that panics fails this task only.
     catch_task(move || drop(output))?;
     encoded

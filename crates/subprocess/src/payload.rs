@@ -9,14 +9,20 @@
 //! way) instead of element by element, as serde would have postcard do: postcard writes a
 //! sequence of `u8` and a byte string the same way (the length, then the bytes), so the bytes
 //! on the wire are the same and either side may take either path.
+//!
+//! Such a *byte payload* (a whole `Vec<u8>` or `serde_bytes::ByteBuf`) that goes through a
+//! region is also *streamed* ([`crate::shm::stream`]): its frame is sent first, and the reader
+//! copies the bytes out while the writer copies them in.
 
 use std::any::Any;
 
 use serde::de::{DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_bytes::ByteBuf;
 
 use crate::protocol::{self, CodecError, MAX_FRAME, encode_into, read_u64};
 use crate::shm::Slot;
+use crate::shm::stream::{Gone, Incoming, Stream};
 
 /// A postcard flavor that only counts bytes: a payload's size is known before any is written.
 struct Count(u64);
@@ -88,6 +94,125 @@ pub(crate) enum Payload {
     Inline,
     /// Serialized into a shared region's slot: `len` bytes at its start.
     Shared { slot: Slot, len: usize },
+    /// A byte payload given a slot of `len` bytes, not written yet: send the frame naming the
+    /// slot first, then write the bytes with [`write_streamed`]. For a worker's output, `bytes`
+    /// holds them (the output, taken apart); the pool writes an input from its own reference.
+    Streamed {
+        slot: Slot,
+        len: usize,
+        stream: Stream,
+        bytes: Option<Vec<u8>>,
+    },
+}
+
+/// The bytes of a byte payload: a whole `Vec<u8>` or `ByteBuf`.
+pub(crate) fn byte_payload<T: 'static>(value: &T) -> Option<&[u8]> {
+    let value = value as &dyn Any;
+    if let Some(vec) = value.downcast_ref::<Vec<u8>>() {
+        return Some(vec);
+    }
+    value.downcast_ref::<ByteBuf>().map(|buf| buf.as_slice())
+}
+
+/// A byte payload taken apart into its bytes, or the value back if it is none.
+pub(crate) fn into_bytes<T: 'static>(value: T) -> Result<Vec<u8>, T> {
+    let mut value = Some(value);
+    let any = &mut value as &mut dyn Any;
+    if let Some(vec) = any.downcast_mut::<Option<Vec<u8>>>() {
+        return Ok(vec.take().expect("set just above"));
+    }
+    if let Some(buf) = any.downcast_mut::<Option<ByteBuf>>() {
+        return Ok(buf.take().expect("set just above").into_vec());
+    }
+    Err(value.expect("set just above"))
+}
+
+/// A byte payload made from its bytes, if `T` is one.
+fn from_bytes<T: 'static>(bytes: Vec<u8>) -> Option<T> {
+    let mut value: Option<T> = None;
+    let any = &mut value as &mut dyn Any;
+    if let Some(vec) = any.downcast_mut::<Option<Vec<u8>>>() {
+        *vec = Some(bytes);
+    } else if let Some(buf) = any.downcast_mut::<Option<ByteBuf>>() {
+        *buf = Some(ByteBuf::from(bytes));
+    }
+    value
+}
+
+/// `true` if `T` is a byte payload.
+fn is_bytes<T: 'static>() -> bool {
+    let id = std::any::TypeId::of::<T>();
+    id == std::any::TypeId::of::<Vec<u8>>() || id == std::any::TypeId::of::<ByteBuf>()
+}
+
+/// Bytes of postcard's length prefix (a LEB128 varint) for `len`.
+fn prefix_len(len: usize) -> usize {
+    (usize::BITS - (len | 1).leading_zeros()).div_ceil(7) as usize
+}
+
+/// Writes a byte payload into the slot [`encode_payload`] gave it, as postcard would (the
+/// length, then the bytes), publishing as it goes; `false` if the slot is not its size.
+pub(crate) fn write_streamed(mut stream: Stream, bytes: &[u8]) -> bool {
+    let mut prefix = [0u8; 10];
+    let mut n = bytes.len();
+    let mut at = 0;
+    loop {
+        let low = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            prefix[at] = low;
+            at += 1;
+            break;
+        }
+        prefix[at] = low | 0x80;
+        at += 1;
+    }
+    stream.write(&prefix[..at]) && stream.write(bytes) && stream.finish()
+}
+
+/// Decodes a task's input or output from a record in a shared region: a byte payload as its
+/// bytes are published (one copy, made while the writer still writes), anything else once the
+/// record is complete. [`Gone`] if its writer stopped before it was.
+pub(crate) fn decode_record<T: DeserializeOwned + 'static>(
+    record: &Incoming<'_>,
+    alive: &dyn Fn() -> bool,
+) -> Result<Result<T, CodecError>, Gone> {
+    if !is_bytes::<T>() {
+        return Ok(decode_payload(record.complete(alive)?));
+    }
+    let len = record.len();
+    // The length prefix.
+    let mut n: u64 = 0;
+    let mut at = 0;
+    loop {
+        if at == 10 || at == len {
+            return Ok(Err(CodecError::Postcard(
+                postcard::Error::DeserializeBadVarint,
+            )));
+        }
+        let byte = record.published(at + 1, alive)?[at];
+        n |= u64::from(byte & 0x7f) << (7 * at);
+        at += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    let rest = (len - at) as u64;
+    if n > rest {
+        return Ok(Err(CodecError::Postcard(
+            postcard::Error::DeserializeUnexpectedEnd,
+        )));
+    }
+    if n < rest {
+        return Ok(Err(CodecError::Trailing((rest - n) as usize)));
+    }
+    let mut bytes = Vec::with_capacity(n as usize);
+    while at < len {
+        let published = record.published(at + 1, alive)?;
+        bytes.extend_from_slice(&published[at..]);
+        at = published.len();
+    }
+    Ok(Ok(from_bytes(bytes).expect("checked by is_bytes")))
 }
 
 /// A byte slice that serde sees as bytes: postcard writes its length, then the bytes in one copy.
@@ -126,13 +251,11 @@ impl<'de> Deserialize<'de> for ByteVec {
     }
 }
 
-/// Decodes a task's input or output, which must fill `bytes` exactly; a `Vec<u8>` as bytes.
+/// Decodes a task's input or output, which must fill `bytes` exactly; a byte payload as bytes.
 pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, CodecError> {
-    let mut value: Option<T> = None;
-    if let Some(vec) = (&mut value as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
+    if is_bytes::<T>() {
         let ByteVec(decoded) = protocol::decode(bytes)?;
-        *vec = Some(decoded);
-        return Ok(value.expect("set just above"));
+        return Ok(from_bytes(decoded).expect("checked by is_bytes"));
     }
     protocol::decode(bytes)
 }
@@ -140,15 +263,34 @@ pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Res
 /// Encodes a task's input or output. Its size is measured first, so a value too large for any
 /// frame fails before a byte is written or allocated; a value that `place` finds room for in a
 /// shared region is serialized straight into it (one copy: no buffer, no socket), anything else
-/// is appended to `inline`. A `Vec<u8>` is written as bytes.
+/// is appended to `inline`. A byte payload is written as bytes; given a slot, it is left to the
+/// caller to stream ([`Payload::Streamed`]).
 pub(crate) fn encode_payload<T: Serialize + 'static>(
     value: &T,
     inline: &mut Vec<u8>,
     place: impl FnOnce(usize) -> Option<Slot>,
 ) -> Result<Payload, CodecError> {
-    match (value as &dyn Any).downcast_ref::<Vec<u8>>() {
-        Some(bytes) => encode_value(&AsBytes(bytes), inline, place),
-        None => encode_value(value, inline, place),
+    let Some(bytes) = byte_payload(value) else {
+        return encode_value(value, inline, place);
+    };
+    let size = prefix_len(bytes.len()) + bytes.len();
+    if size as u64 + FRAME_OVERHEAD > MAX_FRAME as u64 {
+        return Err(CodecError::TooLarge(size as u64));
+    }
+    match place(size) {
+        Some(mut slot) => {
+            let stream = slot.stream();
+            Ok(Payload::Streamed {
+                slot,
+                len: size,
+                stream,
+                bytes: None,
+            })
+        }
+        None => {
+            encode_into(&AsBytes(bytes), inline)?;
+            Ok(Payload::Inline)
+        }
     }
 }
 
@@ -271,18 +413,75 @@ mod tests {
     }
 
     #[test]
-    fn a_byte_vector_goes_into_a_region_slot_in_full() {
-        let bytes = vec![0xA5u8; crate::shm::SHARED_MIN];
+    fn a_byte_payload_is_streamed_into_a_region_slot_as_postcard_writes_it() {
+        for len in [crate::shm::SHARED_MIN, 300_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let mut arena = crate::shm::Arena::default();
+            let mut inline = Vec::new();
+            let payload =
+                encode_payload(&bytes, &mut inline, |len| arena.alloc(len).map(|p| p.slot))
+                    .unwrap();
+            let Payload::Streamed {
+                slot, len, stream, ..
+            } = payload
+            else {
+                panic!("a byte payload given a slot is streamed");
+            };
+            assert!(inline.is_empty());
+            let lease = slot.into_lease(len);
+            let record = lease.incoming();
+            assert!(write_streamed(stream, &bytes));
+            assert_eq!(
+                record.complete(&|| true).unwrap(),
+                postcard::to_allocvec(&AsBytes(&bytes)).unwrap()
+            );
+            let decoded: Vec<u8> = decode_record(&record, &|| true).unwrap().unwrap();
+            assert_eq!(decoded, bytes);
+            let buf: ByteBuf = decode_record(&record, &|| true).unwrap().unwrap();
+            assert_eq!(buf.into_vec(), bytes);
+        }
+    }
+
+    #[test]
+    fn a_streamed_record_whose_length_prefix_disagrees_is_refused() {
         let mut arena = crate::shm::Arena::default();
-        let mut inline = Vec::new();
-        let payload =
-            encode_payload(&bytes, &mut inline, |len| arena.alloc(len).map(|p| p.slot)).unwrap();
-        let Payload::Shared { slot, len } = payload else {
-            panic!("a payload of SHARED_MIN bytes goes into the region");
-        };
-        assert!(inline.is_empty());
+        let len = crate::shm::SHARED_MIN;
+        let mut slot = arena.alloc(len).unwrap().slot;
+        let mut stream = slot.stream();
         let lease = slot.into_lease(len);
-        assert_eq!(lease.bytes(), postcard::to_allocvec(&bytes).unwrap());
-        assert_eq!(decode_payload::<Vec<u8>>(lease.bytes()).unwrap(), bytes);
+        // The prefix says 10 bytes; the record holds many more.
+        assert!(stream.write(&[10]) && stream.write(&vec![0; len - 1]) && stream.finish());
+        assert!(matches!(
+            decode_record::<Vec<u8>>(&lease.incoming(), &|| true),
+            Ok(Err(CodecError::Trailing(n))) if n == len - 1 - 10
+        ));
+        // A writer that stops short: the reader is told, not left waiting.
+        let mut slot = arena.alloc(len).unwrap().slot;
+        let stream = slot.stream();
+        let lease = slot.into_lease(len);
+        assert!(!write_streamed(stream, &vec![0; len - 4]));
+        assert_eq!(
+            decode_record::<Vec<u8>>(&lease.incoming(), &|| true).err(),
+            Some(Gone)
+        );
+    }
+
+    #[test]
+    fn prefix_lengths_match_postcards() {
+        for n in [0usize, 1, 127, 128, 16_383, 16_384, 1 << 20] {
+            let size = postcard::serialize_with_flavor(&AsBytes(&vec![0; n]), Count(0)).unwrap();
+            assert_eq!(prefix_len(n) as u64 + n as u64, size, "length {n}");
+        }
+        assert_eq!(prefix_len((1 << 28) - 1), 4);
+        assert_eq!(prefix_len(1 << 28), 5);
+    }
+
+    #[test]
+    fn byte_payloads_are_recognised_and_taken_apart() {
+        assert_eq!(byte_payload(&vec![1u8, 2]), Some(&[1u8, 2][..]));
+        assert_eq!(byte_payload(&ByteBuf::from(vec![3u8])), Some(&[3u8][..]));
+        assert_eq!(byte_payload(&vec![1u16]), None);
+        assert_eq!(into_bytes(ByteBuf::from(vec![4u8])), Ok(vec![4u8]));
+        assert_eq!(into_bytes(7u32), Err(7u32));
     }
 }

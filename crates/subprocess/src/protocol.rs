@@ -240,10 +240,11 @@ pub(crate) fn parse_run(body: &[u8]) -> Option<Run<'_>> {
     })
 }
 
-/// A task's encoded input: inside the `RUN` body that carried it, or in the pool's region.
+/// A task's encoded input: inside the `RUN` body that carried it, or in the pool's region
+/// (where the pool may still be writing it).
 pub(crate) enum Input<'a> {
     Frame { body: &'a mut Vec<u8>, start: usize },
-    Shared(&'a [u8]),
+    Shared(crate::shm::stream::Incoming<'a>),
 }
 
 impl<'a> Input<'a> {
@@ -253,10 +254,15 @@ impl<'a> Input<'a> {
         Input::Frame { body, start }
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
+    /// The whole input, once written; [`Gone`](crate::shm::stream::Gone) if its writer
+    /// stopped first. `alive` says whether the writer (the pool) still lives.
+    pub(crate) fn bytes(
+        &self,
+        alive: &dyn Fn() -> bool,
+    ) -> Result<&[u8], crate::shm::stream::Gone> {
         match self {
-            Input::Frame { body, start } => &body[*start..],
-            Input::Shared(bytes) => bytes,
+            Input::Frame { body, start } => Ok(&body[*start..]),
+            Input::Shared(record) => record.complete(alive),
         }
     }
 

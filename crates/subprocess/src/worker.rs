@@ -16,7 +16,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -31,13 +31,23 @@ mod shared;
 
 use crate::entry::{Key, Kind};
 use crate::inherited;
-use crate::payload::Payload;
+use crate::payload::{self, Payload};
 use crate::process::{self, EXIT_INIT_FAILED, EXIT_MISMATCH, EXIT_SETUP_FAILED};
 use crate::protocol::{self, FdReader, FrameReader, Hello, PROTOCOL_VERSION, Ready};
+use crate::shm::stream::Incoming;
 use crate::shm::{Arena, Region};
 
 /// Set once this process serves as a worker: a worker never starts workers.
 static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// The pool's process id, in a worker process (0 elsewhere).
+static PARENT: AtomicI32 = AtomicI32::new(0);
+
+/// `true` while the pool that started this worker process lives (asked by a worker waiting
+/// for the pool to write a task's input; see [`crate::shm::stream`]).
+pub(crate) fn parent_alive() -> bool {
+    Pid::as_raw(rustix::process::getppid()) == PARENT.load(Ordering::Relaxed)
+}
 
 /// `true` in a worker process that is serving tasks.
 pub(crate) fn is_serving() -> bool {
@@ -59,6 +69,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn serve(parent: Pid) -> i32 {
     SERVING.store(true, Ordering::Relaxed);
+    PARENT.store(parent.as_raw_nonzero().get(), Ordering::Relaxed);
     // First, before this process opens anything of its own (see the module's invariant).
     inherited::close_inherited();
     // The protocol socket arrived as stdin. Move it to a close-on-exec descriptor (so processes
@@ -410,6 +421,7 @@ impl Channel {
         *self.outputs.borrow_mut() = arena;
         // Before the result frame can be written: a stop request for this task is now stale.
         crate::stop::finished();
+        let mut streamed = None;
         let result = match outcome {
             Ok(Payload::Inline) if protocol::end_frame(&mut buf, start) => Ok(()),
             Ok(Payload::Inline) => Err(too_large()),
@@ -418,15 +430,36 @@ impl Channel {
                 Self::push_shared(&mut buf, id, slot, len);
                 Ok(())
             }
+            Ok(Payload::Streamed {
+                slot,
+                len,
+                stream,
+                bytes: Some(bytes),
+            }) => {
+                buf.truncate(start);
+                Self::push_shared(&mut buf, id, slot, len);
+                streamed = Some((stream, bytes));
+                Ok(())
+            }
+            Ok(Payload::Streamed { bytes: None, .. }) => Err(TaskError::transport(
+                "a streamed output came without its bytes",
+            )),
             Err(err) => Err(err),
         };
         if let Err(err) = result {
             buf.truncate(start);
             protocol::push_error(&mut buf, id, &err);
         }
-        let mut out = self.out.borrow_mut();
-        buf.extend_from_slice(&out);
-        *out = buf;
+        {
+            let mut out = self.out.borrow_mut();
+            buf.extend_from_slice(&out);
+            *out = buf;
+        }
+        if let Some((stream, bytes)) = streamed {
+            // The frame first: the pool copies the output out while it is copied in.
+            self.flush();
+            payload::write_streamed(stream, &bytes);
+        }
     }
 
     /// Blocks until the channel is readable (or closed).
@@ -574,11 +607,9 @@ fn run<'a>(
         None => None,
     };
     let input = match &region {
-        Some((region, place)) => protocol::Input::Shared(
-            region
-                .bytes(place.offset, place.len)
-                .expect("checked by shared_input"),
-        ),
+        Some((region, place)) => {
+            protocol::Input::Shared(Incoming::new(region, place.offset, place.len))
+        }
         None => protocol::Input::new(body, input_start),
     };
     match addr.kind {
@@ -590,10 +621,14 @@ fn run<'a>(
             }
         },
         Kind::Async => {
-            let future = match key.resolve_async(addr).and_then(|f| f(input.bytes())) {
-                Ok(future) => future,
-                Err(err) => return chan.push_error(id, &err),
-            };
+            let bytes = input
+                .bytes(&parent_alive)
+                .map_err(|_| crate::entry::input_gone());
+            let future =
+                match bytes.and_then(|bytes| key.resolve_async(addr).and_then(|f| f(bytes))) {
+                    Ok(future) => future,
+                    Err(err) => return chan.push_error(id, &err),
+                };
             let task = ex.spawn(async move {
                 let result = match timeout {
                     Some(limit) => {

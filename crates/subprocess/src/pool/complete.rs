@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::protocol;
 use crate::shm::Lease;
+use crate::shm::stream::Gone;
 
 /// Bytes of a `DONE_*` body before the payload: the task id.
 pub(super) const ID_LEN: usize = 8;
@@ -43,10 +44,11 @@ impl<T: DeserializeOwned + Send + 'static> Complete for Resolver<T> {
     }
 
     fn succeed_shared(self: Box<Self>, output: Lease) {
-        // Decoded from the mapping by the joiner: for byte payloads (`serde_bytes`), the copy
-        // into the result is the only one made in this process.
+        // Decoded from the mapping by the joiner: for byte payloads (`Vec<u8>`, `ByteBuf`), the
+        // copy into the result is the only one made in this process, and it runs while the
+        // worker still writes the output.
         (*self).resolve_deferred(Box::new(move || {
-            let result = decode_payload::<T>(output.bytes());
+            let result = decode_shared::<T>(&output);
             drop(output);
             result
         }));
@@ -79,6 +81,30 @@ fn decode_payload<T: DeserializeOwned + 'static>(payload: &[u8]) -> Result<T, Ta
     }
 }
 
+/// Decodes an output in the worker's region, as the worker writes it. A worker that dies before
+/// it wrote the whole output fails the task as lost, with how it ended.
+fn decode_shared<T: DeserializeOwned + 'static>(output: &Lease) -> Result<T, TaskError> {
+    let region = output.region();
+    let alive = || region.writer_exit().is_none();
+    match polyexec_core::catch_task(|| {
+        crate::payload::decode_record::<T>(&output.incoming(), &alive)
+    }) {
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err(err))) => Err(codec(
+            CodecStage::DecodeOutput,
+            protocol::describe::<T>(err),
+        )),
+        Ok(Err(Gone)) => Err(match region.writer_exit() {
+            Some(exit) => TaskError::WorkerLost(exit),
+            None => TaskError::transport("the worker stopped writing the task's output"),
+        }),
+        Err(panic) => Err(codec(
+            CodecStage::DecodeOutput,
+            protocol::describe::<T>(panic),
+        )),
+    }
+}
+
 /// A worker's error, from a `DONE_ERR` frame's payload.
 pub(super) fn decode_error(payload: &[u8]) -> TaskError {
     protocol::decode::<TaskError>(payload).unwrap_or_else(|err| {
@@ -93,4 +119,49 @@ pub(super) fn codec(stage: CodecStage, message: impl ToString) -> TaskError {
 /// Runs a completion, containing a panic from a user's waker or `Drop`.
 pub(super) fn deliver(body: impl FnOnce()) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+}
+
+#[cfg(test)]
+mod tests {
+    use polyexec_core::WorkerExit;
+
+    use super::*;
+    use crate::shm::{Arena, SHARED_MIN};
+
+    #[test]
+    fn an_output_whose_worker_died_while_writing_it_fails_as_lost() {
+        let mut arena = Arena::default();
+        let mut slot = arena.alloc(SHARED_MIN).unwrap().slot;
+        let mut stream = slot.stream();
+        let lease = slot.into_lease(SHARED_MIN);
+        // Part written, none published, then the worker dies without a word.
+        assert!(stream.write(&[0x80, 0x80, 0x04]));
+        lease.region().set_writer_exit(WorkerExit::Signal(9));
+        std::mem::forget(stream);
+        assert_eq!(
+            decode_shared::<Vec<u8>>(&lease),
+            Err(TaskError::WorkerLost(WorkerExit::Signal(9)))
+        );
+    }
+
+    #[test]
+    fn an_output_written_in_full_is_decoded() {
+        let mut arena = Arena::default();
+        let bytes = vec![7u8; SHARED_MIN];
+        let mut inline = Vec::new();
+        let crate::payload::Payload::Streamed {
+            slot, len, stream, ..
+        } = crate::payload::encode_payload(&bytes, &mut inline, |len| {
+            arena.alloc(len).map(|placed| placed.slot)
+        })
+        .unwrap()
+        else {
+            panic!("a byte payload given a slot is streamed");
+        };
+        let lease = slot.into_lease(len);
+        assert!(crate::payload::write_streamed(stream, &bytes));
+        // A dead worker that wrote everything first still delivers.
+        lease.region().set_writer_exit(WorkerExit::Code(0));
+        assert_eq!(decode_shared::<Vec<u8>>(&lease), Ok(bytes));
+    }
 }

@@ -126,6 +126,7 @@ impl Shared {
         // of a `map` iterator halfway through), which the in-process backends, which never
         // serialize, would not do either (tests/fault_encode_input.rs).
         let mut input_lease = None;
+        let mut streamed = None;
         match polyexec_core::catch_task(|| payload::encode_payload(input, &mut frame, place)) {
             Ok(Ok(Payload::Inline)) => {}
             Ok(Ok(Payload::Shared { slot, len })) => {
@@ -133,6 +134,15 @@ impl Shared {
                 frame[start + protocol::HEADER - 1] = protocol::RUN_SHARED;
                 payload::Place::of(&slot, len).push(&mut frame);
                 input_lease = Some(slot.into_lease(len));
+            }
+            Ok(Ok(Payload::Streamed {
+                slot, len, stream, ..
+            })) => {
+                // As above; the bytes are written once the frame is on its way (below).
+                frame[start + protocol::HEADER - 1] = protocol::RUN_SHARED;
+                payload::Place::of(&slot, len).push(&mut frame);
+                input_lease = Some(slot.into_lease(len));
+                streamed = Some(stream);
             }
             Ok(Err(err)) => {
                 return self.ended(codec(
@@ -198,6 +208,13 @@ impl Shared {
             self.dispatch(&mut core, &mut jobs);
         }
         self.write(&mut jobs);
+        if let Some(stream) = streamed {
+            // After the frame: the worker copies the input out while it is copied in. The entry
+            // holds the record (and this stream, until it is written), so a task that ends
+            // meanwhile cannot have it reused under the copy.
+            let bytes = payload::byte_payload(input).expect("only byte payloads are streamed");
+            payload::write_streamed(stream, bytes);
+        }
         handle
     }
 

@@ -332,6 +332,10 @@ impl Shared {
             }
         }
         let status = process::reap(&mut child, &conn.pidfd, EXIT_GRACE);
+        if let Some(region) = &outputs {
+            // A joiner waiting for an output this worker was still writing gives up now.
+            region.set_writer_exit(status);
+        }
         self.on_death(conn, status);
     }
 }

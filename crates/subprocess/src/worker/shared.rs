@@ -47,6 +47,7 @@ impl Channel {
             .filter(|region| {
                 region.generation() == place.generation
                     && region.bytes(place.offset, place.len).is_some()
+                    && region.progress(place.offset).is_some()
             })
             .ok_or_else(|| {
                 TaskError::transport(
