@@ -33,6 +33,8 @@ const STOPPING: u8 = 2;
 /// State shared by the [`EventLoop`], its threads and its waiting tasks.
 pub(crate) struct Shared {
     pub(crate) executor: async_executor::Executor<'static>,
+    /// Every submission passes through it, which counts them for `metrics()` (except a task
+    /// whose closure panicked at submission, counted in `counters`).
     gate: SubmitGate,
     phase: AtomicU8,
     /// Set by the first thread that finds nothing left to run while draining; the loop
@@ -449,7 +451,7 @@ impl EventLoop {
         C: TaskCounter,
     {
         let shared = &*self.shared;
-        shared.counters.count_submitted();
+        // The gate counts the task submitted, refused or not.
         if !shared.gate.enter() {
             return refused_counted(shared, count);
         }
@@ -542,8 +544,9 @@ impl Executor for EventLoop {
         // user code (the input iterator) may run then.
         let inputs: Vec<I::Item> = inputs.into_iter().collect();
         let shared = &*self.shared;
-        shared.counters.count_submitted_many(inputs.len());
-        if !shared.gate.enter() {
+        // The gate counts the tasks submitted, refused or not.
+        let n = u64::try_from(inputs.len()).unwrap_or(u64::MAX);
+        if !shared.gate.enter_many(n) {
             return inputs
                 .iter()
                 .map(|_| refused(shared, TaskError::ShutDown))
@@ -556,7 +559,7 @@ impl Executor for EventLoop {
                 .map(|input| Guarded::new(async move { Ok(task(input)) })),
             &mut tasks,
         );
-        shared.gate.leave();
+        shared.gate.leave_many(n);
         tasks.into_iter().map(TaskHandle::from_task).collect()
     }
 
@@ -628,7 +631,7 @@ impl Executor for EventLoop {
     fn metrics(&self) -> Metrics {
         self.shared
             .counters
-            .snapshot_started(self.shared.started_estimate())
+            .snapshot_started_gated(&self.shared.gate, self.shared.started_estimate())
     }
 
     /// 64: `map` runs 64 inputs per loop task. A loop task is cheap, but with one input each,

@@ -33,6 +33,7 @@ pub(crate) enum Msg {
 pub(crate) struct Shared {
     pub(crate) tx: Sender<Msg>,
     pub(crate) rx: Receiver<Msg>,
+    /// Every submission passes through it, which counts them for `metrics()`.
     gate: SubmitGate,
     /// Set by an immediate shutdown: queued and woken tasks are dropped instead of run (their
     /// handles resolve with `ShutDown`).
@@ -317,7 +318,7 @@ impl ThreadPool {
         T: Send + 'static,
     {
         let shared = &*self.shared;
-        shared.counters.count_submitted();
+        // The gate counts the task submitted, refused or not.
         if !shared.gate.enter() {
             // The future's `TaskCount` counts the refusal, as a shutdown's.
             let _scope = shared.counters.enter(None, Outcome::ShutDown);
@@ -341,7 +342,7 @@ impl ThreadPool {
         C: TaskCounter,
     {
         let shared = &self.shared;
-        shared.counters.count_submitted();
+        // The gate counts the task submitted, refused or not.
         if !shared.gate.enter() {
             return refused(shared, count);
         }
@@ -531,7 +532,9 @@ impl Executor for ThreadPool {
     }
 
     fn metrics(&self) -> Metrics {
-        self.shared.counters.snapshot(self.shared.rx.len())
+        self.shared
+            .counters
+            .snapshot_gated(&self.shared.gate, self.shared.rx.len())
     }
 
     fn backend_name(&self) -> &'static str {

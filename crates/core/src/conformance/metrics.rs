@@ -43,8 +43,9 @@ pub fn metrics_count_outcomes<E: Executor + 'static>(make: &dyn Fn() -> E) {
 }
 
 /// A queued task that is cancelled counts as cancelled (once its executor has dropped it, at
-/// the latest when a graceful shutdown returns), the tasks that ran as succeeded, and a task
-/// refused after shutdown as shut down; in the end every submitted task has one outcome.
+/// the latest when a graceful shutdown returns), the tasks that ran as succeeded, and tasks
+/// refused after shutdown (blocking, async, a batch) as submitted and shut down; in the end
+/// every submitted task has one outcome.
 pub fn metrics_count_cancel_and_shutdown<E: Executor + 'static>(make: &dyn Fn() -> E) {
     let exec = make();
     let before = exec.metrics();
@@ -61,10 +62,16 @@ pub fn metrics_count_cancel_and_shutdown<E: Executor + 'static>(make: &dyn Fn() 
     }
     assert_eq!(behind.join(), Ok(2));
     exec.shutdown();
+    // Refused, each one counted submitted and shut down: a task, an async task, a batch of 2.
     assert_eq!(exec.spawn(1u8, |x: u8| x).join(), Err(TaskError::ShutDown));
+    let refused_async = exec.spawn_async(1u8, |x: u8| async move { x });
+    assert_eq!(refused_async.join(), Err(TaskError::ShutDown));
+    for handle in exec.spawn_all([1u8, 2], |x: u8| x) {
+        assert_eq!(handle.join(), Err(TaskError::ShutDown));
+    }
     let after = exec.metrics();
     let n = exec.workers() as u64;
-    assert_eq!(grown(&before, &after), (n + 3, n + 1, 0, 1, 1), "{after:?}");
+    assert_eq!(grown(&before, &after), (n + 6, n + 1, 0, 1, 4), "{after:?}");
     assert_eq!(after.finished(), after.submitted(), "{after:?}");
     assert_eq!(
         after.workers(),

@@ -1,16 +1,16 @@
 //! How a task's end finds its executor's counters: the thread-local scope a worker enters, and
 //! the [`TaskCount`] (or, for a task with a time limit, [`TimedCount`]) its future carries.
 //!
-//! The counting a task's own code calls is kept out of line (`#[inline(never)]`, and `#[cold]`
-//! for the outcomes other than success): inlined, it made every task body larger, and the
-//! compiler then inlined less of `crossbeam-channel` and `async-task` around it, which cost
-//! more than the counting itself (docs/benchmarks-notes.md).
+//! A success, the common end, is counted inline (a load of the thread's scope, a test and an
+//! add): a few instructions, which cost less than a call would. The other outcomes are kept
+//! out of line (`#[cold]`, `#[inline(never)]`), so that they do not make every task body larger
+//! (docs/benchmarks-notes.md).
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::counters::{Counters, SUBMIT_STRIPES, Stripe};
+use super::counters::{Counters, Stripe};
 use super::{Outcome, TaskError};
 
 thread_local! {
@@ -22,29 +22,6 @@ thread_local! {
     static FAST: Cell<Option<Fast>> = const { Cell::new(None) };
     /// Set by [`TaskCount::finish_in_place`] for the drop of that count, which follows at once.
     static FINISHED: Cell<bool> = const { Cell::new(false) };
-    /// This thread's submission stripe, picked once.
-    static SUBMIT_STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-static NEXT_SUBMIT_STRIPE: AtomicUsize = AtomicUsize::new(0);
-
-/// The calling thread's submission stripe: its own among the first [`SUBMIT_STRIPES`] threads
-/// to submit, the shared last one otherwise.
-#[inline]
-pub(super) fn submit_stripe() -> usize {
-    SUBMIT_STRIPE
-        .try_with(|stripe| {
-            let index = stripe.get();
-            if index != usize::MAX {
-                return index;
-            }
-            let index = NEXT_SUBMIT_STRIPE
-                .fetch_add(1, Ordering::Relaxed)
-                .min(SUBMIT_STRIPES);
-            stripe.set(index);
-            index
-        })
-        .unwrap_or(SUBMIT_STRIPES)
 }
 
 /// A thread's counting scope.

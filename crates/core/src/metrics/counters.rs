@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::count::{CountScope, Scope, enter_scope};
 use super::{Metrics, OUTCOMES, Outcome};
+use crate::SubmitGate;
 
 /// One set of outcome counters, indexed by [`Outcome`], alone in its cache lines so that the
 /// thread that adds to it shares them with no other writer.
@@ -72,23 +73,24 @@ pub(super) fn bump(counter: &AtomicU64, exclusive: bool) {
     }
 }
 
-/// A submission counter alone in its cache line.
+/// A counter alone in its cache line.
 #[repr(align(128))]
 #[derive(Debug, Default)]
 struct Padded(AtomicU64);
-
-/// Submission stripes per executor with a single writer each: the first this many threads of
-/// the process that submit get one of their own (in every executor), the others share one more
-/// stripe, with locked adds.
-pub(super) const SUBMIT_STRIPES: usize = 64;
 
 /// The live counters of one executor, for backend implementors: the backend counts into them
 /// and builds [`Metrics`] from them with [`snapshot`](Self::snapshot).
 ///
 /// Outcome counters are striped: one stripe per worker (given to that worker's thread with
 /// [`enter`](Self::enter), and written by that thread only) and one more for threads that are
-/// not workers (shutdown paths, the subprocess pool's reader threads). Submissions are striped
-/// by submitting thread.
+/// not workers (shutdown paths, the subprocess pool's reader threads).
+///
+/// Submissions: a backend whose submissions all pass through a [`SubmitGate`] (the thread
+/// pool, the event loop) lets the gate count them, which costs nothing more per task, and
+/// reads them with [`snapshot_gated`](Self::snapshot_gated) or
+/// [`snapshot_started_gated`](Self::snapshot_started_gated); the others (and submissions
+/// that end before the gate) count them with [`count_submitted`](Self::count_submitted), one
+/// shared counter, a locked add per task.
 ///
 /// # Examples
 ///
@@ -103,9 +105,10 @@ pub(super) const SUBMIT_STRIPES: usize = 64;
 /// ```
 #[derive(Debug)]
 pub struct Counters {
-    /// One per submitting thread (of the first `SUBMIT_STRIPES`), then one shared. An array,
-    /// so that the stripe's index needs no bounds check past the one that picks the stripe.
-    submitted: Box<[Padded; SUBMIT_STRIPES + 1]>,
+    /// Submissions counted here rather than by a gate. Shared by all submitting threads: the
+    /// backends that count every task here (worker processes, the cluster) spend micro-
+    /// seconds on a task, beside which a locked add is nothing.
+    submitted: Padded,
     /// `workers` stripes for the workers, then one for every other thread. Given back when
     /// the counters are dropped: no thread counts into them then, since a thread's scope
     /// holds the counters.
@@ -125,14 +128,14 @@ impl Counters {
     /// ```
     pub fn new(workers: usize) -> Arc<Self> {
         Arc::new(Counters {
-            submitted: Box::new(std::array::from_fn(|_| Padded::default())),
+            submitted: Padded::default(),
             outcomes: (0..=workers).map(|_| Stripe::take()).collect(),
             alive: AtomicUsize::new(0),
             restarts: AtomicU64::new(0),
         })
     }
 
-    /// Counts one submitted task, on the calling thread's stripe.
+    /// Counts one submitted task that no [`SubmitGate`] counts.
     ///
     /// # Examples
     ///
@@ -143,27 +146,10 @@ impl Counters {
     /// ```
     #[inline]
     pub fn count_submitted(&self) {
-        if cfg!(polyexec_no_metrics) {
-            return;
-        }
-        self.bump_submitted();
+        self.count_submitted_many(1);
     }
 
-    /// [`count_submitted`](Self::count_submitted), out of line: inlined, it made the
-    /// submitting functions larger and changed what the compiler inlined into them, at a cost
-    /// larger than its own (docs/benchmarks-notes.md).
-    #[inline(always)]
-    fn bump_submitted(&self) {
-        let stripe = super::count::submit_stripe();
-        // Stripes below `SUBMIT_STRIPES` belong to one thread each; the last one is shared.
-        if stripe < SUBMIT_STRIPES {
-            bump(&self.submitted[stripe].0, true);
-        } else {
-            bump(&self.submitted[SUBMIT_STRIPES].0, false);
-        }
-    }
-
-    /// Counts `n` submitted tasks at once (a batch).
+    /// Counts `n` submitted tasks at once (a batch) that no [`SubmitGate`] counts.
     ///
     /// # Examples
     ///
@@ -176,7 +162,7 @@ impl Counters {
         if cfg!(polyexec_no_metrics) {
             return;
         }
-        self.submitted[SUBMIT_STRIPES]
+        self.submitted
             .0
             .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
@@ -286,7 +272,31 @@ impl Counters {
     /// assert_eq!((metrics.queued(), metrics.running()), (1, 1));
     /// ```
     pub fn snapshot(&self, queued: usize) -> Metrics {
-        let mut metrics = self.read();
+        Self::with_queued(self.read(None), queued)
+    }
+
+    /// [`snapshot`](Self::snapshot) for a backend whose submissions `gate` counts: its
+    /// [`SubmitGate::submitted`] is added to `submitted`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::{Counters, Outcome, SubmitGate};
+    /// let (counters, gate) = (Counters::new(1), SubmitGate::default());
+    /// assert!(gate.enter()); // submitting one task: counted
+    /// gate.leave();
+    /// counters.count(Outcome::Succeeded);
+    /// gate.close();
+    /// assert!(!gate.enter()); // refused: counted too
+    /// counters.count(Outcome::ShutDown);
+    /// let metrics = counters.snapshot_gated(&gate, 0);
+    /// assert_eq!((metrics.submitted(), metrics.finished()), (2, 2));
+    /// ```
+    pub fn snapshot_gated(&self, gate: &SubmitGate, queued: usize) -> Metrics {
+        Self::with_queued(self.read(Some(gate)), queued)
+    }
+
+    fn with_queued(mut metrics: Metrics, queued: usize) -> Metrics {
         let unfinished = metrics.unfinished();
         metrics.queued = queued.min(unfinished);
         metrics.running = unfinished - metrics.queued;
@@ -308,15 +318,35 @@ impl Counters {
     /// assert_eq!((metrics.queued(), metrics.running()), (2, 1));
     /// ```
     pub fn snapshot_started(&self, started: usize) -> Metrics {
-        let mut metrics = self.read();
+        Self::with_started(self.read(None), started)
+    }
+
+    /// [`snapshot_started`](Self::snapshot_started) for a backend whose submissions `gate`
+    /// counts: its [`SubmitGate::submitted`] is added to `submitted`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use polyexec_core::{Counters, SubmitGate};
+    /// let (counters, gate) = (Counters::new(1), SubmitGate::default());
+    /// assert!(gate.enter_many(3));
+    /// gate.leave_many(3);
+    /// let metrics = counters.snapshot_started_gated(&gate, 1);
+    /// assert_eq!((metrics.submitted(), metrics.queued(), metrics.running()), (3, 2, 1));
+    /// ```
+    pub fn snapshot_started_gated(&self, gate: &SubmitGate, started: usize) -> Metrics {
+        Self::with_started(self.read(Some(gate)), started)
+    }
+
+    fn with_started(mut metrics: Metrics, started: usize) -> Metrics {
         let unfinished = metrics.unfinished();
         metrics.running = started.min(unfinished);
         metrics.queued = unfinished - metrics.running;
         metrics
     }
 
-    /// The totals, with `queued` and `running` left at zero.
-    fn read(&self) -> Metrics {
+    /// The totals, with `queued` and `running` left at zero; `gate` counts submissions too.
+    fn read(&self, gate: Option<&SubmitGate>) -> Metrics {
         let mut metrics = Metrics {
             workers: self.alive.load(Ordering::Relaxed),
             worker_restarts: self.restarts.load(Ordering::Relaxed),
@@ -332,12 +362,10 @@ impl Counters {
             metrics.failed_other += stripe.get(Outcome::Other);
         }
         // Read after the outcomes, so that a task counted finished has, all but always, been
-        // seen submitted too (the loads are relaxed: the difference saturates at zero).
-        metrics.submitted = self
-            .submitted
-            .iter()
-            .map(|stripe| stripe.0.load(Ordering::Relaxed))
-            .sum();
+        // seen submitted too (the loads are relaxed: the difference saturates at zero). Both
+        // parts only grow, so their sum does: snapshots are monotonic.
+        metrics.submitted =
+            self.submitted.0.load(Ordering::Relaxed) + gate.map_or(0, SubmitGate::submitted);
         metrics
     }
 }

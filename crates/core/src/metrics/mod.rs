@@ -3,7 +3,7 @@
 //!
 //! # Where a task is counted
 //!
-//! Every submitted task is counted once in `submitted` (on the submitting thread) and once in
+//! Every submitted task is counted once in `submitted` (as it is submitted) and once in
 //! exactly one outcome, where its work ends:
 //!
 //! - `succeeded`, `panicked`, `shut_down`, `failed_other`: its future (or its worker process)
@@ -24,14 +24,16 @@
 //!
 //! # Cost
 //!
-//! In-process backends pay, per task, one add on a counter of the submitting thread's own and
-//! one on the worker's own counters, each in a cache line of its own: no lock, no shared
-//! counter, and not even a locked instruction (a counter with one writer is bumped with a
-//! relaxed load and store). The thread-local [scope](Counters::enter) tells a finishing task
-//! whose counters to add to, so a task's future carries no pointer to them (a zero-sized
-//! [`TaskCount`]); the counting is kept out of line, so that it does not change how the
-//! compiler inlines the task's own code. Built with `--cfg polyexec_no_metrics`, nothing is
-//! counted (for measuring the cost; see docs/benchmarks-notes.md).
+//! In-process backends pay, per task, nothing for `submitted` and one add for the outcome. A
+//! submission is counted by the [`SubmitGate`](crate::SubmitGate) that every submission to the
+//! thread pool or the event loop passes through anyway, for its shutdown: its two counters only
+//! grow, and the number of tasks that entered is read off them. The outcome is one add on the
+//! worker's own counters, in a cache line of its own: no lock, no shared counter, and not even
+//! a locked instruction (a counter with one writer is bumped with a relaxed load and store).
+//! The thread-local [scope](Counters::enter) tells a finishing task whose counters to add to,
+//! so a task's future carries no pointer to them (a zero-sized [`TaskCount`]). Built with
+//! `--cfg polyexec_no_metrics`, no outcome is counted (for measuring the cost; see
+//! docs/benchmarks-notes.md).
 //!
 //! The modules: [`counters`] (the striped counters), [`count`] (how a task's end finds them).
 
