@@ -204,9 +204,10 @@ impl<'a> Incoming<'a> {
             }
             let since = *spinning_since.get_or_insert_with(Instant::now);
             if since.elapsed() < SPIN {
-                for _ in 0..16 {
-                    std::hint::spin_loop();
-                }
+                // Yields rather than pauses: where the writer shares this core (a wake-up often
+                // puts the reader there), pausing would only hold the writer off; yielding lets
+                // it run. On a core of its own, a yield returns at once.
+                std::thread::yield_now();
                 continue;
             }
             spinning_since = None;
