@@ -82,6 +82,9 @@ pub use task::{
 };
 pub use time::sleep;
 #[cfg(feature = "tracing")]
+#[doc(hidden)]
+pub use trace::Traced;
+#[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use trace::task_span;
 /// The `tracing` crate, for [`traced!`]'s expansion in backend crates.
