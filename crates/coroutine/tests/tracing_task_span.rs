@@ -1,26 +1,10 @@
 //! With the feature `tracing` and a subscriber at `DEBUG`, every task runs in its span: the
 //! backend, a task id, the task function's type and its kind, entered whenever it is polled.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
 use polyexec_core::Executor;
 use polyexec_coroutine::EventLoop;
-
-/// Where the subscriber writes: one buffer shared with the test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn blocking_task(x: u32) -> u32 {
     tracing::info!("blocking task body");
@@ -36,23 +20,14 @@ async fn async_task(x: u32) -> u32 {
 
 #[test]
 fn each_task_runs_in_its_span() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .expect("the only subscriber of this test binary");
+    let captured = common::Captured::install(tracing::Level::DEBUG);
 
     let event_loop = EventLoop::builder().threads(1).build().unwrap();
     assert_eq!(event_loop.spawn(1, blocking_task).join(), Ok(2));
     assert_eq!(event_loop.spawn_async(1, async_task).join(), Ok(3));
     event_loop.shutdown();
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let line = |needle: &str| {
         text.lines()
             .find(|line| line.contains(needle))
