@@ -146,7 +146,11 @@ fn a_server_killed_and_restarted_on_its_store_loses_no_task() {
     // stream's order need not be the submission order: a publish the server did not confirm in
     // time is published again, behind later ones).
     for i in 0..BEFORE {
-        assert_eq!(pool.spawn(i, |i: u64| i * 7).join(), Ok(i * 7), "task {i}");
+        let outcome = pool
+            .spawn(i, |i: u64| i * 7)
+            .join_timeout(LOST)
+            .unwrap_or_else(|| panic!("task {i} was lost: no outcome within {LOST:?}"));
+        assert_eq!(outcome, Ok(i * 7), "task {i}");
     }
     // The rest wait for this file, so the server goes down while they are stored or held by
     // hosts, whatever the machine's speed. Made on every path out of the test (a guard dropped
@@ -174,6 +178,9 @@ fn a_server_killed_and_restarted_on_its_store_loses_no_task() {
         assert_eq!(outcome, Ok(i * 7), "task {i}");
     }
     assert_eq!(pool.metrics().succeeded(), TASKS);
-    assert_eq!(pool.spawn(6u64, |x: u64| x + 1).join(), Ok(7));
+    assert_eq!(
+        pool.spawn(6u64, |x: u64| x + 1).join_timeout(LOST),
+        Some(Ok(7))
+    );
     pool.shutdown();
 }
