@@ -145,29 +145,14 @@ fn is_bytes<T: 'static>() -> bool {
     id == std::any::TypeId::of::<Vec<u8>>() || id == std::any::TypeId::of::<ByteBuf>()
 }
 
-/// Bytes of postcard's length prefix (a LEB128 varint) for `len`.
-fn prefix_len(len: usize) -> usize {
-    (usize::BITS - (len | 1).leading_zeros()).div_ceil(7) as usize
-}
-
 /// Writes a byte payload into the slot [`encode_payload`] gave it, as postcard would (the
 /// length, then the bytes), publishing as it goes; `false` if the slot is not its size.
 pub(crate) fn write_streamed(mut stream: Stream, bytes: &[u8]) -> bool {
     let mut prefix = [0u8; 10];
-    let mut n = bytes.len();
-    let mut at = 0;
-    loop {
-        let low = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            prefix[at] = low;
-            at += 1;
-            break;
-        }
-        prefix[at] = low | 0x80;
-        at += 1;
-    }
-    stream.write(&prefix[..at]) && stream.write(bytes) && stream.finish()
+    let Ok(prefix) = postcard::to_slice(&bytes.len(), &mut prefix) else {
+        return false;
+    };
+    stream.write(prefix) && stream.write(bytes) && stream.finish()
 }
 
 /// Decodes a task's input or output from a record in a shared region: a byte payload as its
@@ -181,22 +166,13 @@ pub(crate) fn decode_record<T: DeserializeOwned + 'static>(
         return Ok(decode_payload(record.complete(alive)?));
     }
     let len = record.len();
-    // The length prefix.
-    let mut n: u64 = 0;
-    let mut at = 0;
-    loop {
-        if at == 10 || at == len {
-            return Ok(Err(CodecError::Postcard(
-                postcard::Error::DeserializeBadVarint,
-            )));
-        }
-        let byte = record.published(at + 1, alive)?[at];
-        n |= u64::from(byte & 0x7f) << (7 * at);
-        at += 1;
-        if byte & 0x80 == 0 {
-            break;
-        }
-    }
+    // The length prefix: a varint of at most 10 bytes.
+    let head = record.published(10, alive)?;
+    let (n, after) = match postcard::take_from_bytes::<u64>(head) {
+        Ok(taken) => taken,
+        Err(err) => return Ok(Err(CodecError::Postcard(err))),
+    };
+    let mut at = head.len() - after.len();
     let rest = (len - at) as u64;
     if n > rest {
         return Ok(Err(CodecError::Postcard(
@@ -273,7 +249,8 @@ pub(crate) fn encode_payload<T: Serialize + 'static>(
     let Some(bytes) = byte_payload(value) else {
         return encode_value(value, inline, place);
     };
-    let size = prefix_len(bytes.len()) + bytes.len();
+    let size = postcard::serialize_with_flavor(&AsBytes(bytes), Count(0))
+        .map_err(CodecError::Postcard)? as usize;
     if size as u64 + FRAME_OVERHEAD > MAX_FRAME as u64 {
         return Err(CodecError::TooLarge(size as u64));
     }
@@ -464,16 +441,6 @@ mod tests {
             decode_record::<Vec<u8>>(&lease.incoming(), &|| true).err(),
             Some(Gone)
         );
-    }
-
-    #[test]
-    fn prefix_lengths_match_postcards() {
-        for n in [0usize, 1, 127, 128, 16_383, 16_384, 1 << 20] {
-            let size = postcard::serialize_with_flavor(&AsBytes(&vec![0; n]), Count(0)).unwrap();
-            assert_eq!(prefix_len(n) as u64 + n as u64, size, "length {n}");
-        }
-        assert_eq!(prefix_len((1 << 28) - 1), 4);
-        assert_eq!(prefix_len(1 << 28), 5);
     }
 
     #[test]

@@ -88,14 +88,23 @@ enum Delivery {
 
 impl Shared {
     /// A `STARTED` frame. Returns `true` if the task must be stopped: a blocking task that was
-    /// cancelled before the worker saw the cancel has started anyway.
-    fn on_started(&self, core: &mut Core, conn: &Conn, id: u64, now: Option<Instant>) -> bool {
+    /// cancelled before the worker saw the cancel has started anyway. Sets `large_input` if
+    /// the task's input is in the pool's region (its result is at least a copy away).
+    fn on_started(
+        &self,
+        core: &mut Core,
+        conn: &Conn,
+        id: u64,
+        now: Option<Instant>,
+        large_input: &mut bool,
+    ) -> bool {
         let slot = &mut core.slots[conn.slot];
         slot.served = true;
         core.failures_in_row = 0;
         let Some(entry) = core.tasks.get_mut(&id) else {
             return false;
         };
+        *large_input |= entry.input.is_some();
         if entry.place
             != (Place::Sent {
                 slot: conn.slot,
@@ -260,11 +269,7 @@ impl Shared {
                             }
                         }
                         protocol::STARTED => {
-                            next_is_far |= core
-                                .tasks
-                                .get(&id)
-                                .is_some_and(|entry| entry.input.is_some());
-                            if self.on_started(&mut core, conn, id, now) {
+                            if self.on_started(&mut core, conn, id, now, &mut next_is_far) {
                                 stops.push(id);
                             }
                         }
