@@ -13,7 +13,8 @@
 //! serial on two workers. After criterion's groups, the three round trips are measured again in
 //! alternating batches (each batch sees the same machine load) and written to
 //! `target/polyexec-bench/subprocess_interleaved.json` for `scripts/bench.sh`; so are the 1 MiB
-//! and 16 MiB payloads, beside raw ipc-channel and the warm two-copy floor
+//! and 16 MiB payloads, beside raw ipc-channel and the warm two-copy floor, both sustained and
+//! in the first calls after each switch between contenders
 //! (`subprocess_payload_interleaved.json`).
 //!
 //! This binary is four programs: the bench, polyexec's workers (`polyexec::init()`), procspawn's
@@ -477,14 +478,54 @@ fn interleaved_round_trips(k: &Contenders) {
     );
 }
 
+/// Per-call times of each contender in two phases of every turn it gets in alternating batches:
+/// the first `early` calls after the switch to it, and, after `settle` more (not timed), `steady`
+/// calls. `(early[k][batch], steady[k][batch])`.
+///
+/// Why two phases: which cores the kernel gives the processes of a round trip settles only
+/// some tens of milliseconds after the work changes. Until then a contender runs under the
+/// placement the previous one left behind, which can make it much faster or slower than in a
+/// sustained loop (docs/benchmarks-notes.md, "Payloads: the first calls after a switch").
+fn interleaved_phases(
+    batches: usize,
+    (early, settle, steady): (u32, u32, u32),
+    contenders: &mut [&mut dyn FnMut()],
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let mut first = vec![Vec::with_capacity(batches); contenders.len()];
+    let mut sustained = vec![Vec::with_capacity(batches); contenders.len()];
+    for _ in 0..batches {
+        for (k, f) in contenders.iter_mut().enumerate() {
+            let start = Instant::now();
+            for _ in 0..early {
+                f();
+            }
+            first[k].push(start.elapsed().as_secs_f64() / f64::from(early));
+            for _ in 0..settle {
+                f();
+            }
+            let start = Instant::now();
+            for _ in 0..steady {
+                f();
+            }
+            sustained[k].push(start.elapsed().as_secs_f64() / f64::from(steady));
+        }
+    }
+    (first, sustained)
+}
+
 /// The payload round trips of 1 MiB and 16 MiB measured again in alternating batches (each batch
 /// sees the same machine load), as ratios to raw ipc-channel and to the warm two-copy floor (and
-/// a plain `Vec<u8>` beside the same bytes in a struct field); printed and written to
-/// `target/polyexec-bench/subprocess_payload_interleaved.json`.
+/// a plain `Vec<u8>` beside the same bytes in a struct field): both sustained (after each
+/// contender's placement settled) and in the first calls after each switch; printed and written
+/// to `target/polyexec-bench/subprocess_payload_interleaved.json`.
 fn interleaved_payloads(k: &Contenders) {
-    let batches = if common::quick() { 11 } else { 31 };
+    let batches = if common::quick() { 7 } else { 15 };
     let mut out = serde_json::Map::new();
-    for (name, size, n) in [("1MiB", 1usize << 20, 40u32), ("16MiB", 16 << 20, 4)] {
+    // Calls per phase: early (as the earlier 40-call batches measured), settling, sustained.
+    for (name, size, phases) in [
+        ("1MiB", 1usize << 20, (40u32, 80u32, 200u32)),
+        ("16MiB", 16 << 20, (4, 8, 16)),
+    ] {
         let payload = ByteBuf::from(vec![0xA5u8; size]);
         let mut there = vec![0u8; size];
         let mut back = vec![0u8; size];
@@ -495,9 +536,9 @@ fn interleaved_payloads(k: &Contenders) {
         let mut bytes = Some(payload.clone());
         let mut vec = Some(payload.to_vec());
         let mut wrapped = Some(Wrapped(payload.to_vec()));
-        let (times, _) = interleaved(
+        let (early, sustained) = interleaved_phases(
             batches,
-            n,
+            phases,
             &mut [
                 &mut || {
                     black_box(k.peer.bytes_round_trip(&payload));
@@ -531,46 +572,57 @@ fn interleaved_payloads(k: &Contenders) {
                 },
             ],
         );
-        let ratio = |a: usize, b: usize| {
-            let mut r: Vec<f64> = times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect();
-            common::median_quartiles(&mut r)
-        };
-        let median = |i: usize| common::median_quartiles(&mut times[i].clone()).0;
-        let mut line = format!(
-            "summary: payload {name}, alternating batches: ipc_channel_raw {:.3} ms, polyexec \
-             {:.3} ms, polyexec_moved {:.3} ms, memcpy_twice {:.3} ms, polyexec_vec_moved {:.3} \
-             ms, polyexec_vec_field_moved {:.3} ms;",
-            median(0) * 1e3,
-            median(1) * 1e3,
-            median(2) * 1e3,
-            median(3) * 1e3,
-            median(4) * 1e3,
-            median(5) * 1e3,
-        );
-        let mut ratios = serde_json::Map::new();
-        for (label, a, b) in [
-            ("polyexec / ipc_channel_raw", 1, 0),
-            ("polyexec_moved / ipc_channel_raw", 2, 0),
-            ("polyexec / memcpy_twice", 1, 3),
-            ("polyexec_moved / memcpy_twice", 2, 3),
-            ("polyexec_vec_moved / ipc_channel_raw", 4, 0),
-            ("polyexec_vec_field_moved / polyexec_vec_moved", 5, 4),
-        ] {
-            let (r, q1, q3) = ratio(a, b);
-            line += &format!(" {label} {r:.2}x ({q1:.2}-{q3:.2});");
-            ratios.insert(label.into(), serde_json::json!([q1, r, q3]));
+        let mut phases_json = serde_json::Map::new();
+        for (phase, times) in [("sustained", &sustained), ("after_switch", &early)] {
+            let ratio = |a: usize, b: usize| {
+                let mut r: Vec<f64> = times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect();
+                common::median_quartiles(&mut r)
+            };
+            let median = |i: usize| common::median_quartiles(&mut times[i].clone()).0;
+            let mut line = format!(
+                "summary: payload {name} ({}), alternating batches: ipc_channel_raw {:.3} ms, \
+                 polyexec {:.3} ms, polyexec_moved {:.3} ms, memcpy_twice {:.3} ms, \
+                 polyexec_vec_moved {:.3} ms, polyexec_vec_field_moved {:.3} ms;",
+                phase.replace('_', " "),
+                median(0) * 1e3,
+                median(1) * 1e3,
+                median(2) * 1e3,
+                median(3) * 1e3,
+                median(4) * 1e3,
+                median(5) * 1e3,
+            );
+            let mut ratios = serde_json::Map::new();
+            for (label, a, b) in [
+                ("polyexec / ipc_channel_raw", 1, 0),
+                ("polyexec_moved / ipc_channel_raw", 2, 0),
+                ("polyexec / memcpy_twice", 1, 3),
+                ("polyexec_moved / memcpy_twice", 2, 3),
+                ("polyexec_vec_moved / ipc_channel_raw", 4, 0),
+                ("polyexec_vec_field_moved / polyexec_vec_moved", 5, 4),
+            ] {
+                let (r, q1, q3) = ratio(a, b);
+                line += &format!(" {label} {r:.2}x ({q1:.2}-{q3:.2});");
+                ratios.insert(label.into(), serde_json::json!([q1, r, q3]));
+            }
+            println!("{line}");
+            phases_json.insert(
+                phase.into(),
+                serde_json::json!({
+                    "ipc_channel_raw_median_s": median(0),
+                    "polyexec_median_s": median(1),
+                    "polyexec_moved_median_s": median(2),
+                    "memcpy_twice_median_s": median(3),
+                    "polyexec_vec_moved_median_s": median(4),
+                    "polyexec_vec_field_moved_median_s": median(5),
+                    "ratios_q1_median_q3": ratios,
+                }),
+            );
         }
-        println!("{line}");
         out.insert(
             name.into(),
             serde_json::json!({
-                "ipc_channel_raw_median_s": median(0),
-                "polyexec_median_s": median(1),
-                "polyexec_moved_median_s": median(2),
-                "memcpy_twice_median_s": median(3),
-                "polyexec_vec_moved_median_s": median(4),
-                "polyexec_vec_field_moved_median_s": median(5),
-                "ratios_q1_median_q3": ratios,
+                "calls_early_settle_sustained": [phases.0, phases.1, phases.2],
+                "phases": phases_json,
             }),
         );
     }
