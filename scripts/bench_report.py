@@ -381,6 +381,33 @@ def build(report, results):
         rate = m["elements"] / (m["ns"] * 1e-9)
         report.goal(S, "`map` with batching ≥ 2 M trivial tasks/s on 2 workers (chunk 128)",
                     fmt_rate(rate), rate >= 2e6)
+    # Issue 15's payload goals, from the alternating batches: sustained (each contender's
+    # placement settled) is the verdict; the first calls after each switch are shown beside it.
+    pl = load_json(os.path.join(results, "subprocess_payload_interleaved.json"))
+    if pl and "phases" in (pl["sizes"].get("1MiB") or {}):
+        def phase_ratio(size, phase, label):
+            q1, r, q3 = pl["sizes"][size]["phases"][phase]["ratios_q1_median_q3"][label]
+            return r, q1, q3
+
+        def payload_goal(size, label, limit, text):
+            r, q1, q3 = phase_ratio(size, "sustained", label)
+            moved = label.replace("polyexec ", "polyexec_moved ")
+            m = phase_ratio(size, "sustained", moved)[0]
+            e = phase_ratio(size, "after_switch", label)[0]
+            em = phase_ratio(size, "after_switch", moved)[0]
+            report.goal(S, text, f"{fmt_ratio(r, q1, q3)} (without the bench's clone "
+                        f"{m:.2f}×; first calls after a switch {e:.2f}× / {em:.2f}×)",
+                        r <= limit)
+
+        payload_goal("1MiB", "polyexec / ipc_channel_raw", 1.0,
+                     "1 MiB byte payload round trip ≤ 1.0× raw ipc-channel (alternating "
+                     "batches, sustained)")
+        payload_goal("16MiB", "polyexec / ipc_channel_raw", 1.0,
+                     "16 MiB byte payload round trip ≤ 1.0× raw ipc-channel (alternating "
+                     "batches, sustained)")
+        payload_goal("16MiB", "polyexec / memcpy_twice", 3.0,
+                     "16 MiB byte payload round trip ≤ 3× an in-process round trip copying it "
+                     "twice (alternating batches, sustained)")
     payload_py = py.get("process_pool_payload") or {}
     for name in ("64B", "64KiB", "1MiB", "16MiB"):
         p = payload_py.get(name)
